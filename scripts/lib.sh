@@ -1,0 +1,159 @@
+# shellcheck shell=bash
+# Helpers shared by scripts/demo.sh and scripts/bench-copy.sh. Source it; do not run it.
+#
+# Everything a script starts goes through `spawn`, so `lib_cleanup` (installed as the
+# EXIT trap by `lib_init`) can stop exactly those processes, and every temporary
+# directory goes through `lib_tmpdir`. KEEP=1 leaves processes and files in place.
+
+LIB_PIDS=()
+LIB_DIRS=()
+LIB_HOOKS=() # commands (strings) run by lib_cleanup after the processes stop, before rm -rf
+LIB_NAME=${LIB_NAME:-$(basename "$0" .sh)}
+
+log() { printf '[%s] %s\n' "$LIB_NAME" "$*" >&2; }
+die() {
+  printf '[%s] ERROR: %s\n' "$LIB_NAME" "$*" >&2
+  exit 1
+}
+
+# lib_init: install the cleanup trap. Call once, early.
+lib_init() {
+  trap lib_cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+lib_cleanup() {
+  local rc=$? pid i hook d
+  trap - EXIT
+  if [[ "${KEEP:-0}" == 1 ]]; then
+    if ((${#LIB_PIDS[@]})); then
+      log "KEEP=1: leaving processes running: ${LIB_PIDS[*]} (stop them with: kill ${LIB_PIDS[*]})"
+    fi
+    if ((${#LIB_DIRS[@]})); then
+      log "KEEP=1: leaving directories: ${LIB_DIRS[*]}"
+    fi
+    exit "$rc"
+  fi
+  for pid in "${LIB_PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${LIB_PIDS[@]}"; do
+    for ((i = 0; i < 50; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+  done
+  for hook in "${LIB_HOOKS[@]}"; do
+    eval "$hook" || true
+  done
+  for d in "${LIB_DIRS[@]}"; do
+    rm -rf "$d"
+  done
+  exit "$rc"
+}
+
+# lib_tmpdir VAR [PARENT]: create a temporary directory (removed on exit) and store its path in VAR.
+lib_tmpdir() {
+  local -n _out=$1
+  local parent=${2:-${TMPDIR:-/tmp}}
+  _out=$(mktemp -d "$parent/aosm-$LIB_NAME.XXXXXX")
+  LIB_DIRS+=("$_out")
+}
+
+# spawn LOGFILE CMD...: start CMD in the background (stdout+stderr to LOGFILE); sets SPAWNED_PID.
+spawn() {
+  local logfile=$1
+  shift
+  "$@" >"$logfile" 2>&1 </dev/null &
+  SPAWNED_PID=$!
+  LIB_PIDS+=("$SPAWNED_PID")
+}
+
+# free_port: print a TCP port on 127.0.0.1 that was free a moment ago.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_http URL PID [SECONDS]: wait until URL answers (any HTTP status) while PID is alive.
+wait_http() {
+  local url=$1 pid=$2 secs=${3:-15} i
+  for ((i = 0; i < secs * 10; i++)); do
+    if curl -s -o /dev/null --max-time 1 "$url"; then
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+# start_registry NAME STORAGE_DIR [ACCESS_LOG]: start Debian's docker-registry (distribution)
+# on a free 127.0.0.1 port, plain HTTP, filesystem storage in STORAGE_DIR. The access log
+# (one line per request) goes to ACCESS_LOG when given. Sets REGISTRY_ADDR=127.0.0.1:PORT
+# and REGISTRY_PID; the registry's own log is STORAGE_DIR/../NAME.log.
+start_registry() {
+  local name=$1 storage=$2 access=${3:-} conf logdir attempt port
+  logdir=$(dirname "$storage")
+  conf="$logdir/$name.yml"
+  mkdir -p "$storage"
+  for attempt in 1 2 3 4 5; do
+    port=$(free_port)
+    cat >"$conf" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: $([[ -n "$access" ]] && echo false || echo true)
+storage:
+  filesystem:
+    rootdirectory: $storage
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:$port
+EOF
+    # distribution writes its access log to stdout and its own log to stderr.
+    docker-registry serve "$conf" >"${access:-/dev/null}" 2>"$logdir/$name.log" </dev/null &
+    REGISTRY_PID=$!
+    LIB_PIDS+=("$REGISTRY_PID")
+    if wait_http "http://127.0.0.1:$port/v2/" "$REGISTRY_PID" 15; then
+      # shellcheck disable=SC2034 # used by the sourcing script
+      REGISTRY_ADDR=127.0.0.1:$port
+      return 0
+    fi
+    kill "$REGISTRY_PID" 2>/dev/null || true
+    wait "$REGISTRY_PID" 2>/dev/null || true
+    log "registry $name did not start on port $port (attempt $attempt); its log:"
+    sed 's/^/    /' "$logdir/$name.log" >&2 || true
+  done
+  die "could not start docker-registry '$name'"
+}
+
+# find_cli: print the path of our binary, building it in release mode unless AOSM_BIN is set.
+find_cli() {
+  local root=$1
+  if [[ -n "${AOSM_BIN:-}" ]]; then
+    [[ -x "$AOSM_BIN" ]] || die "AOSM_BIN=$AOSM_BIN is not an executable"
+    echo "$AOSM_BIN"
+    return
+  fi
+  log "building the CLI: cargo build --release"
+  (cd "$root" && cargo build --release --quiet) >&2 || die "cargo build --release failed"
+  echo "$root/target/release/aosm-artifact-operator"
+}
+
+# tools_path ROOT: run scripts/tools.sh (installs/caches the pinned tools) and put its bin dir on PATH.
+tools_path() {
+  local root=$1 bin
+  bin=$(bash "$root/scripts/tools.sh" | tail -n 1) || die "scripts/tools.sh failed"
+  [[ -d "$bin" ]] || die "scripts/tools.sh did not print its bin directory"
+  export PATH="$bin:$PATH"
+}

