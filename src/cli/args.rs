@@ -1,0 +1,174 @@
+//! Command-line arguments (flag names follow oras).
+
+use std::path::PathBuf;
+
+use aosm_artifact_operator::engine::copy::DEFAULT_CHUNK_SIZE;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Move container images, Helm charts and other OCI artifacts between registries and
+/// Azure Operator Service Manager artifact stores.
+#[derive(Parser, Debug)]
+#[command(name = "aosm-artifact-operator", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Copy an image, index or artifact from one registry to another (or a Helm chart from
+    /// an HTTP chart repository), byte-exact.
+    Copy(CopyArgs),
+    /// Push local files as one OCI artifact (one layer per file, like `oras push`).
+    Push(PushArgs),
+}
+
+/// How to print the result.
+#[derive(Clone, Copy, Debug, Default, ValueEnum, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object on stdout.
+    Json,
+}
+
+/// Connection settings of one side.
+#[derive(Debug, Default, Clone)]
+pub struct SideArgs {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub plain_http: bool,
+    pub insecure: bool,
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct CopyArgs {
+    /// Source registry user name.
+    #[arg(long)]
+    pub from_username: Option<String>,
+    /// Source registry password or token (or env AOSM_FROM_PASSWORD).
+    #[arg(long, env = "AOSM_FROM_PASSWORD", hide_env_values = true)]
+    pub from_password: Option<String>,
+    /// Talk plain HTTP to the source.
+    #[arg(long)]
+    pub from_plain_http: bool,
+    /// Skip TLS verification of the source.
+    #[arg(long)]
+    pub from_insecure: bool,
+    /// Extra CA bundle (PEM) to trust for the source.
+    #[arg(long, value_name = "FILE")]
+    pub from_ca_file: Option<PathBuf>,
+    /// Copy a chart from this Helm HTTP repository; SRC is then CHART:VERSION.
+    #[arg(long, value_name = "URL")]
+    pub from_helm_repo: Option<String>,
+    #[command(flatten)]
+    pub to_flags: ToFlags,
+    /// Docker config.json with registry credentials (default ~/.docker/config.json).
+    #[arg(long, value_name = "FILE")]
+    pub registry_config: Option<PathBuf>,
+    /// Copy only these platforms of a multi-arch index (os/arch[/variant]); repeatable.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Vec<String>,
+    /// Blobs in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Largest upload request body in bytes (ACR refuses requests above ~20 MB).
+    #[arg(long, default_value_t = DEFAULT_CHUNK_SIZE)]
+    pub chunk_size: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Source reference (HOST/REPO[:TAG][@DIGEST]), or CHART:VERSION with --from-helm-repo.
+    pub src: String,
+    /// Destination reference (HOST/REPO[:TAG]); without a tag the source's tag is used.
+    pub dst: String,
+    #[arg(skip)]
+    pub from: SideArgs,
+    #[arg(skip)]
+    pub to: SideArgs,
+}
+
+/// Connection flags of the destination side.
+#[derive(Args, Debug, Default)]
+pub struct ToFlags {
+    /// Destination registry user name.
+    #[arg(long)]
+    pub to_username: Option<String>,
+    /// Destination registry password or token (or env AOSM_TO_PASSWORD).
+    #[arg(long, env = "AOSM_TO_PASSWORD", hide_env_values = true)]
+    pub to_password: Option<String>,
+    /// Talk plain HTTP to the destination.
+    #[arg(long)]
+    pub to_plain_http: bool,
+    /// Skip TLS verification of the destination.
+    #[arg(long)]
+    pub to_insecure: bool,
+    /// Extra CA bundle (PEM) to trust for the destination.
+    #[arg(long, value_name = "FILE")]
+    pub to_ca_file: Option<PathBuf>,
+}
+
+impl ToFlags {
+    fn side(&self) -> SideArgs {
+        SideArgs {
+            username: self.to_username.clone(),
+            password: self.to_password.clone(),
+            plain_http: self.to_plain_http,
+            insecure: self.to_insecure,
+            ca_file: self.to_ca_file.clone(),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    #[command(flatten)]
+    pub to_flags: ToFlags,
+    /// Docker config.json with registry credentials (default ~/.docker/config.json).
+    #[arg(long, value_name = "FILE")]
+    pub registry_config: Option<PathBuf>,
+    /// The artifact's `artifactType`.
+    #[arg(long, value_name = "TYPE")]
+    pub artifact_type: Option<String>,
+    /// Blobs in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Largest upload request body in bytes.
+    #[arg(long, default_value_t = DEFAULT_CHUNK_SIZE)]
+    pub chunk_size: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Destination reference (HOST/REPO[:TAG]; default tag `latest`).
+    pub dst: String,
+    /// Files to push, each FILE or FILE:MEDIATYPE.
+    #[arg(required = true, value_name = "FILE[:MEDIATYPE]")]
+    pub files: Vec<String>,
+    #[arg(skip)]
+    pub to: SideArgs,
+}
+
+impl CopyArgs {
+    /// Fills the per-side settings from the flags.
+    pub fn resolve(mut self) -> Self {
+        self.from = SideArgs {
+            username: self.from_username.clone(),
+            password: self.from_password.clone(),
+            plain_http: self.from_plain_http,
+            insecure: self.from_insecure,
+            ca_file: self.from_ca_file.clone(),
+        };
+        self.to = self.to_flags.side();
+        self
+    }
+}
+
+impl PushArgs {
+    /// Fills the per-side settings from the flags.
+    pub fn resolve(mut self) -> Self {
+        self.to = self.to_flags.side();
+        self
+    }
+}

@@ -1,0 +1,220 @@
+//! The one-shot CLI: `copy` and `push`, adapters around the transfer engine.
+
+mod args;
+mod output;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use aosm_artifact_operator::engine::{
+    self, Credentials, DockerConfigAuth, Endpoint, EngineError, ImageRef, RegistryClient,
+    RegistryOptions, TransferOptions, TransferSummary,
+};
+use clap::Parser as _;
+
+use args::{Cli, Command, CopyArgs, OutputFormat, PushArgs, SideArgs};
+
+/// Runs the CLI and maps the outcome to an exit code: 0 ok, 1 transfer failed, 2 bad input.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Copy(args) => run_copy(args.resolve()).await,
+            Command::Push(args) => run_push(args.resolve()).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let line = e.to_string().replace(['\n', '\r'], " ");
+            eprintln!("error: {line}");
+            ExitCode::from(if e.is_input_error() { 2 } else { 1 })
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AOSM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves credentials: flags, else the docker config, else anonymous.
+fn credentials(
+    side: &SideArgs,
+    registry: &str,
+    config: &DockerConfigAuth,
+    flag: &str,
+) -> engine::Result<Credentials> {
+    match (&side.username, &side.password) {
+        (Some(u), Some(p)) => Ok(Credentials::basic(u.clone(), p.clone())),
+        (Some(_), None) => Err(EngineError::InvalidInput(format!(
+            "--{flag}-username needs --{flag}-password too"
+        ))),
+        (None, Some(_)) => Err(EngineError::InvalidInput(format!(
+            "--{flag}-password needs --{flag}-username too"
+        ))),
+        (None, None) => Ok(config.lookup(registry).unwrap_or_default()),
+    }
+}
+
+fn endpoint(
+    reference: &str,
+    side: &SideArgs,
+    config: &DockerConfigAuth,
+    flag: &str,
+) -> engine::Result<Endpoint> {
+    let reference = ImageRef::parse(reference)?;
+    let options = RegistryOptions {
+        plain_http: side.plain_http,
+        insecure: side.insecure,
+        ca_file: side.ca_file.clone(),
+        credentials: credentials(side, &reference.registry, config, flag)?,
+        retry: Default::default(),
+    };
+    Ok(Endpoint {
+        client: Arc::new(RegistryClient::new(&reference.registry, &options)?),
+        reference,
+    })
+}
+
+fn transfer_options(
+    concurrency: usize,
+    chunk_size: u64,
+    platforms: &[String],
+) -> engine::Result<TransferOptions> {
+    if concurrency == 0 {
+        return Err(EngineError::InvalidInput(
+            "--concurrency must be at least 1".into(),
+        ));
+    }
+    if chunk_size < 64 * 1024 {
+        return Err(EngineError::InvalidInput(
+            "--chunk-size must be at least 65536 bytes".into(),
+        ));
+    }
+    let platforms = platforms
+        .iter()
+        .map(|p| p.parse().map_err(EngineError::InvalidInput))
+        .collect::<engine::Result<Vec<_>>>()?;
+    Ok(TransferOptions {
+        concurrency,
+        chunk_size,
+        platforms,
+    })
+}
+
+async fn run_copy(args: CopyArgs) -> engine::Result<()> {
+    let config = DockerConfigAuth::load(args.registry_config.as_deref())?;
+    let opts = transfer_options(args.concurrency, args.chunk_size, &args.platform)?;
+    let dst = endpoint(&args.dst, &args.to, &config, "to")?;
+    let progress = output::progress(args.output);
+    let started = Instant::now();
+    let summary = if let Some(repo_url) = &args.from_helm_repo {
+        let (chart, version) = args
+            .src
+            .rsplit_once(':')
+            .filter(|(c, v)| !c.is_empty() && !v.is_empty())
+            .ok_or_else(|| {
+                EngineError::InvalidInput(format!(
+                    "with --from-helm-repo the source is CHART:VERSION, got {:?}",
+                    args.src
+                ))
+            })?;
+        let url = url::Url::parse(repo_url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| {
+                EngineError::InvalidInput(format!(
+                    "--from-helm-repo {repo_url:?} is not an http(s) URL"
+                ))
+            })?;
+        let host = url.host_str().unwrap_or_default().to_string();
+        let repo = engine::helm_repo::HelmRepository {
+            credentials: credentials(&args.from, &host, &config, "from")?,
+            url,
+            ca_file: args.from.ca_file.clone(),
+            insecure: args.from.insecure,
+        };
+        let fetched = repo.fetch(chart, version).await?;
+        if let Some(tag) = &dst.reference.tag
+            && *tag != fetched.tag
+        {
+            return Err(EngineError::InvalidInput(format!(
+                "destination tag {tag} must equal the chart version {} (Helm finds charts by version); drop the tag",
+                fetched.tag
+            )));
+        }
+        let tag = fetched.tag.clone();
+        let summary = engine::copy::publish(
+            fetched.plan,
+            &dst,
+            Some(&tag),
+            &opts,
+            progress.as_ref(),
+            started,
+        )
+        .await?;
+        drop(fetched._archive);
+        summary
+    } else {
+        let src = endpoint(&args.src, &args.from, &config, "from")?;
+        engine::copy(&src, &dst, &opts, progress.as_ref()).await?
+    };
+    finish(args.output, &summary);
+    Ok(())
+}
+
+async fn run_push(args: PushArgs) -> engine::Result<()> {
+    let config = DockerConfigAuth::load(args.registry_config.as_deref())?;
+    let opts = transfer_options(args.concurrency, args.chunk_size, &[])?;
+    let dst = endpoint(&args.dst, &args.to, &config, "to")?;
+    let files: Vec<_> = args
+        .files
+        .iter()
+        .map(|f| engine::files::FileSpec::parse(f))
+        .collect();
+    let plan = engine::files::plan_files(&files, &[], args.artifact_type.as_deref()).await?;
+    let progress = output::progress(args.output);
+    let tag = dst
+        .reference
+        .tag
+        .clone()
+        .or_else(|| dst.reference.digest.is_none().then(|| "latest".to_string()));
+    let summary = engine::copy::publish(
+        plan,
+        &dst,
+        tag.as_deref(),
+        &opts,
+        progress.as_ref(),
+        Instant::now(),
+    )
+    .await?;
+    finish(args.output, &summary);
+    Ok(())
+}
+
+fn finish(format: OutputFormat, summary: &TransferSummary) {
+    match format {
+        OutputFormat::Json => match serde_json::to_string(summary) {
+            Ok(json) => println!("{json}"),
+            Err(e) => eprintln!("error: cannot encode the summary: {e}"),
+        },
+        OutputFormat::Text => output::print_summary(summary),
+    }
+}

@@ -1,0 +1,167 @@
+//! Typed engine errors: each says what failed, where, why and what to do, and whether a
+//! retry can help ([`EngineError::is_transient`]). None of them ever carries a secret.
+
+use std::time::Duration;
+
+/// Result alias for the engine.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// Everything that can make a transfer fail.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A reference that cannot be parsed.
+    #[error(
+        "invalid reference {input:?}: {reason}; expected HOST[:PORT]/REPOSITORY[:TAG][@sha256:DIGEST]"
+    )]
+    InvalidReference {
+        /// What the user gave.
+        input: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// Input given to the command is wrong (file, platform, chart name, option).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The source manifest, tag, chart or version does not exist.
+    #[error("{what} not found at {location}: {hint}")]
+    NotFound {
+        /// What was looked for.
+        what: String,
+        /// Where.
+        location: String,
+        /// What to check.
+        hint: String,
+    },
+    /// The registry refused our credentials.
+    #[error(
+        "authentication to {registry} failed: {reason}; check the username and password (or token) for it"
+    )]
+    Unauthorized {
+        /// Registry host.
+        registry: String,
+        /// Registry's reason, sanitised.
+        reason: String,
+    },
+    /// Authenticated but not allowed.
+    #[error(
+        "access denied by {registry} for {action}: {reason}; the credential lacks this permission"
+    )]
+    Forbidden {
+        /// Registry host.
+        registry: String,
+        /// What we tried.
+        action: String,
+        /// Registry's reason, sanitised.
+        reason: String,
+    },
+    /// Bytes did not hash to the digest that named them.
+    #[error(
+        "digest mismatch for {what} from {location}: expected {expected}, got {actual}; the source served corrupt content, nothing was tagged"
+    )]
+    DigestMismatch {
+        /// Blob or manifest.
+        what: String,
+        /// Where it came from.
+        location: String,
+        /// Digest that named the content.
+        expected: String,
+        /// Digest of the bytes received.
+        actual: String,
+    },
+    /// TLS handshake failed (certificate not trusted, name mismatch, ...).
+    #[error(
+        "TLS connection to {host} failed: {reason}; pass the registry's CA with --from-ca-file/--to-ca-file, or --from-insecure/--to-insecure to skip verification"
+    )]
+    Tls {
+        /// Host.
+        host: String,
+        /// Why.
+        reason: String,
+    },
+    /// The host could not be reached (DNS, refused, reset, timeout).
+    #[error(
+        "cannot reach {host}: {reason}; check the host name and port, and that the registry is running"
+    )]
+    Connect {
+        /// Host.
+        host: String,
+        /// Why.
+        reason: String,
+    },
+    /// The server answered with a status we treat as transient (408, 429, 5xx).
+    #[error("{host} answered {status} to {action}{retry}; try again later")]
+    Transient {
+        /// Host.
+        host: String,
+        /// HTTP status.
+        status: u16,
+        /// What we tried.
+        action: String,
+        /// Retry hint text.
+        retry: String,
+        /// Server's `Retry-After`, if any.
+        retry_after: Option<Duration>,
+    },
+    /// The server refused a request permanently (4xx other than auth and not-found).
+    #[error("{host} refused {action}: HTTP {status} {reason}")]
+    Refused {
+        /// Host.
+        host: String,
+        /// HTTP status.
+        status: u16,
+        /// What we tried.
+        action: String,
+        /// Server's reason.
+        reason: String,
+    },
+    /// The server broke the protocol (bad JSON, missing header, ...).
+    #[error("{host} sent an unusable answer to {action}: {reason}")]
+    Protocol {
+        /// Host.
+        host: String,
+        /// What we tried.
+        action: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// Local file I/O failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// File path.
+        path: String,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl EngineError {
+    /// True when retrying the same request later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient { .. } | Self::Connect { .. })
+    }
+
+    /// True when the user's input is at fault (exit code 2 in the CLI).
+    pub fn is_input_error(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidReference { .. } | Self::InvalidInput(_) | Self::NotFound { .. }
+        )
+    }
+
+    /// Server-requested delay before the next attempt, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Transient { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Builds an [`EngineError::Io`].
+    pub fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_string(),
+            source,
+        }
+    }
+}

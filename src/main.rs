@@ -1,0 +1,7 @@
+//! Command-line entry point.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}
