@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use aosm_artifact_operator::engine::copy::DEFAULT_CHUNK_SIZE;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Move container images, Helm charts and other OCI artifacts between registries and
@@ -74,9 +73,10 @@ pub struct CopyArgs {
     /// Blobs in flight at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
-    /// Largest upload request body in bytes (ACR refuses requests above ~20 MB).
-    #[arg(long, default_value_t = DEFAULT_CHUNK_SIZE)]
-    pub chunk_size: u64,
+    /// Largest upload request body in bytes. Default: one request per blob, or 16 MiB
+    /// chunks for ACR (which refuses requests above ~20 MB) and after a 413 answer.
+    #[arg(long, value_name = "BYTES")]
+    pub chunk_size: Option<u64>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -135,9 +135,9 @@ pub struct PushArgs {
     /// Blobs in flight at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
-    /// Largest upload request body in bytes.
-    #[arg(long, default_value_t = DEFAULT_CHUNK_SIZE)]
-    pub chunk_size: u64,
+    /// Largest upload request body in bytes (default as for `copy`).
+    #[arg(long, value_name = "BYTES")]
+    pub chunk_size: Option<u64>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,

@@ -95,7 +95,7 @@ fn endpoint(
 
 fn transfer_options(
     concurrency: usize,
-    chunk_size: u64,
+    chunk_size: Option<u64>,
     platforms: &[String],
 ) -> engine::Result<TransferOptions> {
     if concurrency == 0 {
@@ -103,7 +103,7 @@ fn transfer_options(
             "--concurrency must be at least 1".into(),
         ));
     }
-    if chunk_size < 64 * 1024 {
+    if chunk_size.is_some_and(|c| c < 64 * 1024) {
         return Err(EngineError::InvalidInput(
             "--chunk-size must be at least 65536 bytes".into(),
         ));

@@ -15,6 +15,7 @@ use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt as _, TryStreamExt as _};
 use tokio::io::AsyncSeekExt as _;
 
+use super::copy::DEFAULT_CHUNK_SIZE;
 use super::digest::Hasher;
 use super::error::{EngineError, Result};
 use super::media::Descriptor;
@@ -194,7 +195,7 @@ pub struct Upload<'a> {
 pub async fn upload(u: Upload<'_>) -> Result<BlobOutcome> {
     let policy = u.dst.retry_policy();
     let size = u.blob.size;
-    let chunk_size = u.chunk_size.max(1);
+    let mut chunk_size = u.chunk_size.max(1);
     let mut failures = 0u32;
     let mut mount_from = u.mount_from;
     'session: loop {
@@ -253,7 +254,11 @@ pub async fn upload(u: Upload<'_>) -> Result<BlobOutcome> {
                 let mut state = lock(&pump);
                 let failure = state.failure.take();
                 let done = state.remaining == 0;
-                let next_state = (state.hasher.clone(), state.source.take(), state.leftover.take());
+                let next_state = (
+                    state.hasher.clone(),
+                    state.source.take(),
+                    state.leftover.take(),
+                );
                 (done, failure, next_state)
             };
             match (result, failure) {
@@ -279,6 +284,16 @@ pub async fn upload(u: Upload<'_>) -> Result<BlobOutcome> {
                         },
                     };
                     failures += 1;
+                    if let EngineError::Refused { status: 413, .. } = err
+                        && chunk_size > DEFAULT_CHUNK_SIZE
+                        && failures < policy.max_attempts
+                    {
+                        // The registry caps request bodies: continue in chunks it accepts.
+                        tracing::debug!(blob = %u.blob.digest, "413: switching to chunked upload");
+                        chunk_size = DEFAULT_CHUNK_SIZE;
+                        u.dst.cancel_upload(u.repository, &location).await;
+                        continue 'session;
+                    }
                     if !err.is_transient() || failures >= policy.max_attempts {
                         u.dst.cancel_upload(u.repository, &location).await;
                         return Err(err);

@@ -20,13 +20,28 @@ use super::registry::{RawManifest, RegistryClient, Scope};
 /// Default largest request body: under ACR's ~20 MB limit for one upload request.
 pub const DEFAULT_CHUNK_SIZE: u64 = 16 * 1024 * 1024;
 
+/// Chunk size for a registry when none was asked for: ACR refuses request bodies above
+/// ~20 MB, so its hosts get chunks; other registries take one streaming request per blob,
+/// which is faster (fewer round trips and registry-side resumes).
+pub fn auto_chunk_size(host: &str) -> u64 {
+    let name = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+    let acr = [".azurecr.io", ".azurecr.cn", ".azurecr.us", ".azurecr.de"];
+    if acr.iter().any(|suffix| name.ends_with(suffix)) {
+        DEFAULT_CHUNK_SIZE
+    } else {
+        u64::MAX
+    }
+}
+
 /// Tuning of a transfer.
 #[derive(Clone, Debug)]
 pub struct TransferOptions {
     /// Blobs in flight at once.
     pub concurrency: usize,
-    /// Largest upload request body in bytes.
-    pub chunk_size: u64,
+    /// Largest upload request body in bytes. `None` = automatic: one streaming request per
+    /// blob, except for registries known to cap request size (ACR), which get
+    /// [`DEFAULT_CHUNK_SIZE`] chunks; a `413` answer also switches to chunks.
+    pub chunk_size: Option<u64>,
     /// Platforms to keep from a multi-arch index (empty = copy everything, byte-exact).
     pub platforms: Vec<PlatformFilter>,
 }
@@ -35,7 +50,7 @@ impl Default for TransferOptions {
     fn default() -> Self {
         Self {
             concurrency: 4,
-            chunk_size: DEFAULT_CHUNK_SIZE,
+            chunk_size: None,
             platforms: Vec::new(),
         }
     }
@@ -259,7 +274,9 @@ pub async fn publish(
                         source,
                         source_label,
                         mount_from,
-                        chunk_size: opts.chunk_size,
+                        chunk_size: opts
+                            .chunk_size
+                            .unwrap_or_else(|| auto_chunk_size(dst.client.host())),
                         on_bytes,
                     })
                     .await?
@@ -291,7 +308,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_chunk_fits_acr_limit() {
-        assert!(TransferOptions::default().chunk_size < 20_000_000);
+    fn acr_gets_chunks_under_its_limit() {
+        assert!(auto_chunk_size("contoso.azurecr.io") < 20_000_000);
+        assert!(auto_chunk_size("Contoso.AzureCR.io:443") < 20_000_000);
+        assert_eq!(auto_chunk_size("127.0.0.1:5000"), u64::MAX);
     }
 }

@@ -88,6 +88,14 @@ pub enum EngineError {
         /// Why.
         reason: String,
     },
+    /// The host name does not resolve.
+    #[error("cannot resolve registry host {host}: {reason}; check the host name")]
+    UnknownHost {
+        /// Host.
+        host: String,
+        /// Resolver's answer.
+        reason: String,
+    },
     /// The server answered with a status we treat as transient (408, 429, 5xx).
     #[error("{host} answered {status} to {action}{retry}; try again later")]
     Transient {

@@ -743,9 +743,10 @@ pub(crate) fn transport_error(host: &str, e: &reqwest::Error) -> EngineError {
         };
     }
     if lower.contains("dns error") || lower.contains("failed to lookup address") {
-        return EngineError::InvalidInput(format!(
-            "cannot resolve registry host {host}: {text}; check the host name"
-        ));
+        return EngineError::UnknownHost {
+            host: host.to_string(),
+            reason: text,
+        };
     }
     EngineError::Connect {
         host: host.to_string(),
