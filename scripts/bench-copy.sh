@@ -241,6 +241,7 @@ timed() {
   return "$rc"
 }
 
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
 FAILURES=()
@@ -379,7 +380,7 @@ print("blob bytes read = bytes of blob GET responses at the source (e.g. an imag
 PY
 
 machine() {
-  echo "Machine: $(nproc) CPUs ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), $(free -h | awk '/^Mem:/{print $2}') RAM, kernel $(uname -r)."
+  echo "Machine: $(nproc) CPUs ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), $(free -h | awk '/^Mem:/{print $2}') RAM, kernel $(uname -r); load average when the timed runs started $LOAD_AT_START, at the end $(cut -d' ' -f1-3 /proc/loadavg)."
   echo "Tools: aosm-artifact-operator $("$CLI" --version 2>/dev/null | awk '{print $NF}'), crane $(crane version),"\
     "oras $(oras version | awk '/^Version/{print $2}'), skopeo $(skopeo --version | awk '{print $3}'),"\
     "regctl $(regctl version --format '{{.VCSTag}}' 2>/dev/null), docker-registry $(dpkg-query -W -f='${Version}' docker-registry 2>/dev/null)."

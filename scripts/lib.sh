@@ -31,7 +31,7 @@ lib_cleanup() {
       log "KEEP=1: leaving processes running: ${LIB_PIDS[*]} (stop them with: kill ${LIB_PIDS[*]})"
     fi
     if ((${#LIB_DIRS[@]})); then
-      log "KEEP=1: leaving directories: ${LIB_DIRS[*]}"
+      log "KEEP=1: leaving directories: ${LIB_DIRS[*]} (remove them with: rm -rf ${LIB_DIRS[*]})"
     fi
     exit "$rc"
   fi
