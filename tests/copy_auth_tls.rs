@@ -402,3 +402,99 @@ fn helm_repository_credentials_are_not_sent_to_another_host() {
             .any(|h| h.path.ends_with("index.yaml") && h.authorization.is_some())
     );
 }
+
+#[test]
+fn push_to_a_tls_registry_with_basic_auth() {
+    let env = TestEnv::new();
+    let dst = Registry::start_with(RegistryOptions {
+        basic_auth: Some((USER.into(), PASSWORD.into())),
+        tls: true,
+    });
+    let file = env.write("nf/template.json", br#"{"resources":[]}"#);
+    let out = env
+        .push(&dst, "arm/nf-template:1.0.0", [], &[file.to_str().unwrap()])
+        .run();
+    let summary = Summary::parse(&out);
+    assert_no_secret(&out, &[PASSWORD]);
+    assert_eq!(
+        env.crane_digest(&dst, "arm/nf-template:1.0.0"),
+        summary.digest
+    );
+    let pulled = env.path("pulled");
+    env.oras(&dst)
+        .args(["pull", "-o"])
+        .arg(&pulled)
+        .args(TestEnv::oras_flags(&dst))
+        .arg(dst.reference("arm/nf-template:1.0.0"))
+        .ok();
+    assert_eq!(
+        std::fs::read(pulled.join("template.json")).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+
+    // Without the CA: a certificate error, nothing tagged.
+    let out = env
+        .push(
+            Endpoint::from(&dst).without_ca(),
+            "arm/nf-template:2.0.0",
+            [],
+            &[file.to_str().unwrap()],
+        )
+        .run();
+    out.assert_code(1);
+    let line = assert_one_line_error(&out);
+    assert!(line.to_lowercase().contains("certificate"), "{line}");
+    env.assert_absent(&dst, "arm/nf-template:2.0.0");
+}
+
+#[test]
+fn helm_repository_over_https_with_ca_file_insecure_and_neither() {
+    let env = TestEnv::new();
+    let dst = Registry::start();
+    let repo = fixtures::helm_https_repo(
+        &env,
+        &[("tls-chart", "2.0.0")],
+        Some(("helm", "Https-Pw-5")),
+    );
+    let copy = |extra: &[&str], tag: &str| {
+        env.ours()
+            .args(["copy", "--output", "json", "--from-helm-repo", &repo.url()])
+            .args([
+                "--from-username",
+                "helm",
+                "--from-password",
+                "Https-Pw-5",
+                "--to-plain-http",
+            ])
+            .args(extra)
+            .arg("tls-chart:2.0.0")
+            .arg(dst.reference(&format!("{tag}/tls-chart:2.0.0")))
+            .run()
+    };
+    let out = copy(&[], "verified");
+    out.assert_code(1);
+    let line = assert_one_line_error(&out);
+    assert!(line.to_lowercase().contains("certificate"), "{line}");
+    assert_no_secret(&out, &["Https-Pw-5"]);
+    env.assert_absent(&dst, "verified/tls-chart:2.0.0");
+
+    let ca = repo.server.ca_file().to_str().unwrap().to_string();
+    let summary = Summary::parse(&copy(&["--from-ca-file", &ca], "verified"));
+    assert_eq!(
+        env.crane_digest(&dst, "verified/tls-chart:2.0.0"),
+        summary.digest
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&env.skopeo_raw(&dst, "verified/tls-chart:2.0.0")).unwrap();
+    let tgz = std::fs::read(&repo.charts[0].tgz).unwrap();
+    assert_eq!(
+        manifest["layers"][0]["digest"],
+        support::sha256_digest(&tgz).as_str()
+    );
+
+    let again = Summary::parse(&copy(&["--from-insecure"], "insecure"));
+    assert_eq!(
+        again.digest, summary.digest,
+        "the same chart must give the same manifest"
+    );
+}

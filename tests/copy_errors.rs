@@ -115,7 +115,11 @@ fn missing_source_tag_or_repository_exits_2() {
         )
         .run();
     out.assert_code(2);
-    assert_one_line_error(&out);
+    let line = assert_one_line_error(&out);
+    assert!(
+        line.contains(&format!("apps/app@{digest}")),
+        "the error should name the missing manifest as REPO@DIGEST: {line}"
+    );
 }
 
 #[test]
@@ -282,4 +286,30 @@ fn bad_usage_exits_2() {
         let out = env.ours().args(&args).run();
         out.assert_code(2);
     }
+}
+
+#[test]
+fn plain_http_registry_needs_the_plain_http_flag() {
+    // 127.0.0.1 is not plain HTTP by default: without --from-plain-http the tool speaks
+    // TLS to a plain-HTTP registry and fails with one clear line.
+    let env = TestEnv::new();
+    let (src, dst) = (Registry::start(), Registry::start());
+    fixtures::push_image(&env, &src, "apps/app:1", &[1000], Flavor::Oci, None);
+    let out = env
+        .ours()
+        .args([
+            "copy",
+            "--to-plain-http",
+            &src.reference("apps/app:1"),
+            &dst.reference("apps/app:1"),
+        ])
+        .timeout(std::time::Duration::from_secs(60))
+        .run();
+    out.assert_code(1);
+    let line = assert_one_line_error(&out);
+    assert!(
+        line.contains(&src.host()),
+        "the error should name the registry: {line}"
+    );
+    env.assert_absent(&dst, "apps/app:1");
 }

@@ -38,6 +38,13 @@ fn plain_registry_roundtrip_crane_and_skopeo() {
         assert!(reg.stored_blobs().contains(&blob));
     }
     assert_eq!(reg.tags("self/oci"), vec!["1".to_string()]);
+    // The absence check really notices a present tag.
+    let present = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        env.assert_absent(&reg, "self/oci:1")
+    }));
+    assert!(present.is_err(), "assert_absent passed for an existing tag");
+    env.assert_absent(&reg, "self/oci:2");
+    env.assert_absent(&reg, "self/nothing:1");
     let (ctype, _) = reg.manifest("self/oci", "1").unwrap();
     assert_eq!(ctype, "application/vnd.oci.image.manifest.v1+json");
 
@@ -365,4 +372,47 @@ fn index_helm_and_oras_fixtures() {
         v["subject"]["digest"],
         index.child("linux/amd64").digest.as_str()
     );
+}
+
+#[test]
+fn helm_https_repo_is_trusted_only_with_its_ca() {
+    let env = TestEnv::new();
+    let repo = fixtures::helm_https_repo(&env, &[("tlsdemo", "0.1.0")], None);
+    assert!(repo.url().starts_with("https://"));
+    let out_dir = env.path("pulled");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    env.tool("helm")
+        .args([
+            "pull",
+            "tlsdemo",
+            "--version",
+            "0.1.0",
+            "--repo",
+            &repo.url(),
+            "--ca-file",
+        ])
+        .arg(repo.server.ca_file())
+        .arg("-d")
+        .arg(&out_dir)
+        .ok();
+    assert_eq!(
+        std::fs::read(out_dir.join("tlsdemo-0.1.0.tgz")).unwrap(),
+        std::fs::read(&repo.charts[0].tgz).unwrap()
+    );
+    let out = env
+        .tool("helm")
+        .env("SSL_CERT_FILE", "/dev/null")
+        .args([
+            "pull",
+            "tlsdemo",
+            "--version",
+            "0.1.0",
+            "--repo",
+            &repo.url(),
+            "-d",
+        ])
+        .arg(&out_dir)
+        .run();
+    assert!(!out.success(), "{out}");
+    assert!(out.stderr.contains("certificate"), "{out}");
 }

@@ -1,6 +1,7 @@
 //! A tiny static HTTP file server (axum, in-process) for Helm HTTP repositories, with
 //! optional basic auth. Stopped on drop.
 
+use super::registry::{TlsFiles, make_test_pki};
 use super::rt;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -31,6 +32,8 @@ pub struct FileServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// PKI of an https server (and the temp dir holding it).
+    tls: Option<(TlsFiles, tempfile::TempDir)>,
 }
 
 impl FileServer {
@@ -59,12 +62,96 @@ impl FileServer {
             addr,
             shared,
             shutdown: Some(tx),
+            tls: None,
         }
     }
 
-    /// `http://127.0.0.1:PORT` (no trailing slash).
+    /// Like [`FileServer::start`], over https with a certificate from a fresh test CA
+    /// (see [`FileServer::ca_file`]).
+    pub fn start_tls(root: impl Into<PathBuf>, basic_auth: Option<(&str, &str)>) -> Self {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use tokio_rustls::rustls;
+
+        let pki_dir = tempfile::Builder::new()
+            .prefix("aosm-fileserver-pki-")
+            .tempdir()
+            .unwrap();
+        let files = make_test_pki(pki_dir.path());
+        let pki = files.ca_pem.parent().unwrap();
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(pki.join("server.pem"))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let key = PrivateKeyDer::from_pem_file(pki.join("server.key")).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server certificate");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+
+        let shared = Arc::new(Shared {
+            root: root.into(),
+            basic_auth: basic_auth.map(|(u, p)| (u.to_string(), p.to_string())),
+            hits: Mutex::new(Vec::new()),
+        });
+        let listener =
+            rt::block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind file server");
+        let addr = listener.local_addr().unwrap();
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let app = axum::Router::new()
+            .fallback(serve_file)
+            .with_state(shared.clone());
+        rt::runtime().spawn(async move {
+            loop {
+                let stream = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(_) => continue,
+                    },
+                    _ = &mut rx => return,
+                };
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    // A failed handshake (e.g. a client that does not trust the CA) just
+                    // ends this connection.
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        FileServer {
+            addr,
+            shared,
+            shutdown: Some(tx),
+            tls: Some((files, pki_dir)),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` or `https://127.0.0.1:PORT` (no trailing slash).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The test CA of an https file server.
+    pub fn ca_file(&self) -> &std::path::Path {
+        &self
+            .tls
+            .as_ref()
+            .expect("not an https file server")
+            .0
+            .ca_pem
     }
 
     pub fn host(&self) -> String {

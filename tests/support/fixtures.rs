@@ -297,6 +297,24 @@ pub fn helm_http_repo(
     charts: &[(&str, &str)],
     basic_auth: Option<(&str, &str)>,
 ) -> HelmRepo {
+    helm_repo(env, charts, basic_auth, false)
+}
+
+/// [`helm_http_repo`] served over https with a test CA (`repo.server.ca_file()`).
+pub fn helm_https_repo(
+    env: &TestEnv,
+    charts: &[(&str, &str)],
+    basic_auth: Option<(&str, &str)>,
+) -> HelmRepo {
+    helm_repo(env, charts, basic_auth, true)
+}
+
+fn helm_repo(
+    env: &TestEnv,
+    charts: &[(&str, &str)],
+    basic_auth: Option<(&str, &str)>,
+    tls: bool,
+) -> HelmRepo {
     let root = env.path("helm-http");
     let dir = root.join("charts");
     std::fs::create_dir_all(&dir).unwrap();
@@ -304,7 +322,11 @@ pub fn helm_http_repo(
         .iter()
         .map(|(name, version)| helm_package(env, name, version, "helm-http/charts"))
         .collect();
-    let server = FileServer::start(&root, basic_auth);
+    let server = if tls {
+        FileServer::start_tls(&root, basic_auth)
+    } else {
+        FileServer::start(&root, basic_auth)
+    };
     env.tool("helm")
         .args(["repo", "index"])
         .arg(&dir)

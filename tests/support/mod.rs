@@ -67,6 +67,8 @@ pub fn assert_one_line_error(out: &Output) -> String {
             "the error line looks like a Debug dump (contains {bad:?}): {line:?}\n{out}"
         );
     }
+    // Shown with `cargo test -- --nocapture`, to review the wording of the errors.
+    eprintln!("[{}] {line}", out.cmdline);
     line
 }
 

@@ -416,7 +416,7 @@ fn config_yaml(
 
 /// Creates `pki/{ca.pem,ca.key,server.pem,server.key}` and `pki/certs.d/ca.crt` with
 /// openssl: a CA and a server certificate for IP:127.0.0.1 and DNS:localhost.
-fn make_test_pki(dir: &Path) -> TlsFiles {
+pub fn make_test_pki(dir: &Path) -> TlsFiles {
     let pki = dir.join("pki");
     let certs_d = pki.join("certs.d");
     std::fs::create_dir_all(&certs_d).unwrap();
