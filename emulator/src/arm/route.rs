@@ -1,0 +1,180 @@
+//! What an ARM request path addresses (matched case-insensitively, like ARM).
+
+use crate::resources::id::{NAMESPACE, parse_segments};
+use crate::resources::{Kind, ResourceId};
+
+/// A POST action on a manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// `listCredential`
+    ListCredential,
+    /// `updateState`
+    UpdateState,
+}
+
+impl Action {
+    /// The RBAC action name (for 403 messages).
+    pub fn rbac(self) -> &'static str {
+        match self {
+            Action::ListCredential => {
+                "Microsoft.HybridNetwork/publishers/artifactStores/artifactManifests/listCredential/action"
+            }
+            Action::UpdateState => {
+                "Microsoft.HybridNetwork/publishers/artifactStores/artifactManifests/updateState/action"
+            }
+        }
+    }
+}
+
+/// The two ways to poll a long-running operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollKind {
+    /// `Location` → `operationResults` (202 until done, then 200).
+    Results,
+    /// `Azure-AsyncOperation` → `operationStatuses` (200 with a `status`).
+    Statuses,
+}
+
+/// A parsed ARM path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// One resource.
+    Resource(ResourceId),
+    /// A collection: id prefix (ending in `/`) and the kind listed.
+    Collection {
+        /// Resource id of the parent (or the resource group scope for publishers) + `/`.
+        prefix: String,
+        /// The kind listed.
+        kind: Kind,
+        /// `/subscriptions/<sub>/resourceGroups/<rg>` for authorization checks.
+        scope: String,
+    },
+    /// A POST action on a manifest.
+    Action(ResourceId, Action),
+    /// An operation poll.
+    Operation {
+        /// Subscription in the path.
+        subscription: String,
+        /// Operation id.
+        id: String,
+        /// Which URL was used.
+        kind: PollKind,
+    },
+}
+
+/// Parses a request path; `None` for paths the emulated provider does not serve.
+pub fn parse(path: &str) -> Option<Route> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    match segs.as_slice() {
+        [s, sub, p, ns, l, _loc, ops, id]
+            if eq(s, "subscriptions")
+                && eq(p, "providers")
+                && eq(ns, NAMESPACE)
+                && eq(l, "locations") =>
+        {
+            let kind = if eq(ops, "operationResults") {
+                PollKind::Results
+            } else if eq(ops, "operationStatuses") {
+                PollKind::Statuses
+            } else {
+                return None;
+            };
+            return Some(Route::Operation {
+                subscription: sub.to_string(),
+                id: id.to_string(),
+                kind,
+            });
+        }
+        [s, sub, r, rg, p, ns, pubs]
+            if eq(s, "subscriptions")
+                && eq(r, "resourceGroups")
+                && eq(p, "providers")
+                && eq(ns, NAMESPACE)
+                && eq(pubs, "publishers") =>
+        {
+            let scope = format!("/subscriptions/{sub}/resourceGroups/{rg}");
+            return Some(Route::Collection {
+                prefix: format!("{scope}/providers/{NAMESPACE}/publishers/"),
+                kind: Kind::Publisher,
+                scope,
+            });
+        }
+        _ => {}
+    }
+    let (id, rest) = parse_segments(&segs)?;
+    let kind = id.kind();
+    let collection = |child: Kind| Route::Collection {
+        prefix: format!("{id}/"),
+        kind: child,
+        scope: id.to_string(),
+    };
+    match rest {
+        [] => Some(Route::Resource(id)),
+        [c] if kind == Kind::Publisher && eq(c, "artifactStores") => {
+            Some(collection(Kind::ArtifactStore))
+        }
+        [c] if kind == Kind::ArtifactStore && eq(c, "artifactManifests") => {
+            Some(collection(Kind::ArtifactManifest))
+        }
+        [a] if kind == Kind::ArtifactManifest && eq(a, "listCredential") => {
+            Some(Route::Action(id, Action::ListCredential))
+        }
+        [a] if kind == Kind::ArtifactManifest && eq(a, "updateState") => {
+            Some(Route::Action(id, Action::UpdateState))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.HybridNetwork/publishers/p/artifactStores/st/artifactManifests/m";
+
+    #[test]
+    fn routes() {
+        assert!(
+            matches!(parse(M), Some(Route::Resource(id)) if id.kind() == Kind::ArtifactManifest)
+        );
+        assert!(matches!(
+            parse(&format!("{M}/listcredential")),
+            Some(Route::Action(_, Action::ListCredential))
+        ));
+        assert!(matches!(
+            parse(&format!("{M}/updateState")),
+            Some(Route::Action(_, Action::UpdateState))
+        ));
+        assert!(parse(&format!("{M}/other")).is_none());
+        let Some(Route::Collection { kind, prefix, .. }) = parse(
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.HybridNetwork/publishers/p/artifactStores/st/artifactManifests",
+        ) else {
+            panic!("collection expected");
+        };
+        assert_eq!(kind, Kind::ArtifactManifest);
+        assert!(prefix.ends_with("/artifactStores/st/"));
+        assert!(matches!(
+            parse(
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.HybridNetwork/publishers"
+            ),
+            Some(Route::Collection {
+                kind: Kind::Publisher,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(
+                "/subscriptions/s/providers/Microsoft.HybridNetwork/locations/eastus/operationResults/abc"
+            ),
+            Some(Route::Operation {
+                kind: PollKind::Results,
+                ..
+            })
+        ));
+        assert!(
+            parse("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Other/publishers/p")
+                .is_none()
+        );
+    }
+}
