@@ -61,7 +61,7 @@ lib_cleanup() {
 lib_tmpdir() {
   local -n _out=$1
   local parent=${2:-${TMPDIR:-/tmp}}
-  _out=$(mktemp -d "$parent/aosm-$LIB_NAME.XXXXXX")
+  _out=$(mktemp -d "$parent/$LIB_NAME-aosm-artifact-operator.XXXXXX")
   LIB_DIRS+=("$_out")
 }
 
