@@ -392,7 +392,7 @@ impl RegistryClient {
     /// Fetches a manifest by tag or digest, verifying its digest.
     pub async fn get_manifest(&self, repo: &str, reference: &str) -> Result<RawManifest> {
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
-        let action = format!("GET manifest {repo}:{reference}");
+        let action = format!("GET manifest {}", manifest_name(repo, reference));
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -403,7 +403,7 @@ impl RegistryClient {
                 .await?;
             if resp.status() == StatusCode::NOT_FOUND {
                 return Err(EngineError::NotFound {
-                    what: format!("manifest {repo}:{reference}"),
+                    what: format!("manifest {}", manifest_name(repo, reference)),
                     location: self.host.clone(),
                     hint: "check the repository name and tag or digest".into(),
                 });
@@ -432,7 +432,7 @@ impl RegistryClient {
                 && expected != digest
             {
                 return Err(EngineError::DigestMismatch {
-                    what: format!("manifest {repo}:{reference}"),
+                    what: format!("manifest {}", manifest_name(repo, reference)),
                     location: self.host.clone(),
                     expected,
                     actual: digest,
@@ -455,7 +455,7 @@ impl RegistryClient {
         scope: &Scope,
     ) -> Result<Option<String>> {
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
-        let action = format!("HEAD manifest {repo}:{reference}");
+        let action = format!("HEAD manifest {}", manifest_name(repo, reference));
         let resp = self
             .send(scope, &action, |c| {
                 c.head(&url).header(header::ACCEPT, MANIFEST_ACCEPT)
@@ -476,7 +476,7 @@ impl RegistryClient {
         manifest: &RawManifest,
     ) -> Result<()> {
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
-        let action = format!("PUT manifest {repo}:{reference}");
+        let action = format!("PUT manifest {}", manifest_name(repo, reference));
         let resp = self
             .send(&Scope::push(repo), &action, |c| {
                 c.put(&url)
@@ -647,6 +647,15 @@ impl RegistryClient {
                 c.delete(location)
             })
             .await;
+    }
+}
+
+/// `repo:tag` or `repo@sha256:...`, as users write references.
+fn manifest_name(repo: &str, reference: &str) -> String {
+    if reference.contains(':') {
+        format!("{repo}@{reference}")
+    } else {
+        format!("{repo}:{reference}")
     }
 }
 
