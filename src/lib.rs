@@ -2,5 +2,7 @@
 //! between registries and Azure Operator Service Manager artifact stores.
 //!
 //! - [`engine`]: the transfer engine (data plane), independent of Kubernetes.
+//! - [`aosm`]: the AOSM client (ARM, Entra ID tokens, scoped registry credentials).
 
+pub mod aosm;
 pub mod engine;

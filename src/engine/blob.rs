@@ -19,7 +19,7 @@ use super::copy::DEFAULT_CHUNK_SIZE;
 use super::digest::Hasher;
 use super::error::{EngineError, Result};
 use super::media::Descriptor;
-use super::registry::{RegistryClient, UploadStart, without_url};
+use super::registry::{RegistryClient, UploadStart, describe_reqwest_error};
 
 /// A stream of blob bytes.
 pub type ByteStream = BoxStream<'static, Result<Bytes>>;
@@ -51,7 +51,10 @@ impl BlobSource {
                     .bytes_stream()
                     .map_err(move |e| EngineError::Connect {
                         host: host.clone(),
-                        reason: format!("connection lost while reading blob: {}", without_url(&e)),
+                        reason: format!(
+                            "connection lost while reading blob: {}",
+                            describe_reqwest_error(&e)
+                        ),
                     })
                     .boxed())
             }

@@ -252,7 +252,10 @@ impl RegistryClient {
                         resp.json().await.map_err(|e| EngineError::Protocol {
                             host: self.host.clone(),
                             action: "token request".into(),
-                            reason: format!("token answer is not JSON: {}", without_url(&e)),
+                            reason: format!(
+                                "token answer is not JSON: {}",
+                                describe_reqwest_error(&e)
+                            ),
                         })?;
                     match answer.access_token.or(answer.token) {
                         Some(t) if !t.is_empty() => break t,
@@ -681,7 +684,10 @@ async fn read_limited(resp: Response, limit: usize) -> Result<Bytes> {
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| EngineError::Connect {
             host: String::new(),
-            reason: format!("connection lost while reading: {}", without_url(&e)),
+            reason: format!(
+                "connection lost while reading: {}",
+                describe_reqwest_error(&e)
+            ),
         })?;
         if out.len() + chunk.len() > limit {
             return Err(EngineError::InvalidInput(format!(
@@ -707,7 +713,7 @@ impl EngineError {
 }
 
 /// A reqwest error's text without the URL (URLs may carry upload-session state).
-pub(crate) fn without_url(e: &reqwest::Error) -> String {
+pub fn describe_reqwest_error(e: &reqwest::Error) -> String {
     let mut msg = e.without_url_ref_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -743,7 +749,7 @@ impl WithoutUrl for reqwest::Error {
 
 /// Maps a transport error: TLS problems are permanent, the rest transient.
 pub(crate) fn transport_error(host: &str, e: &reqwest::Error) -> EngineError {
-    let text = without_url(e);
+    let text = describe_reqwest_error(e);
     let lower = text.to_ascii_lowercase();
     if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
         return EngineError::Tls {

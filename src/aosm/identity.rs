@@ -1,0 +1,162 @@
+//! ARM tokens through `azure_identity` 1.x: workload identity (default), managed identity,
+//! or a client secret, against the store's authority host, over our own HTTP client
+//! (system roots plus `SSL_CERT_FILE`).
+
+use std::sync::Arc;
+
+use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
+use azure_core::credentials::TokenCredential;
+use azure_core::http::{ClientOptions, Transport};
+use azure_identity::{
+    ClientSecretCredential, ClientSecretCredentialOptions, ManagedIdentityCredential,
+    ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential,
+    WorkloadIdentityCredentialOptions,
+};
+
+use super::error::AosmError;
+use crate::engine::Secret;
+
+/// How the controller authenticates to ARM for a store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// Kubernetes workload identity (federated token file); ids default to the
+    /// `AZURE_CLIENT_ID` / `AZURE_TENANT_ID` the AKS webhook injects.
+    WorkloadIdentity {
+        /// Client id override.
+        client_id: Option<String>,
+        /// Tenant id override.
+        tenant_id: Option<String>,
+    },
+    /// Managed identity (App Service style endpoint, or IMDS on a VM).
+    ManagedIdentity {
+        /// User-assigned identity client id.
+        client_id: Option<String>,
+    },
+    /// A service principal with a client secret.
+    ClientSecret {
+        /// Tenant id.
+        tenant_id: String,
+        /// Client id.
+        client_id: String,
+        /// The secret.
+        client_secret: Secret,
+    },
+}
+
+impl Identity {
+    /// A description for messages: type and client id, never a secret.
+    pub fn describe(&self) -> String {
+        match self {
+            Identity::WorkloadIdentity { client_id, .. } => {
+                format!(
+                    "workload identity {}",
+                    client_id.as_deref().unwrap_or("(from AZURE_CLIENT_ID)")
+                )
+            }
+            Identity::ManagedIdentity { client_id } => {
+                format!(
+                    "managed identity {}",
+                    client_id.as_deref().unwrap_or("(system-assigned)")
+                )
+            }
+            Identity::ClientSecret { client_id, .. } => format!("service principal {client_id}"),
+        }
+    }
+}
+
+fn client_options(authority_host: &str, http: reqwest::Client) -> ClientOptions {
+    let mut custom = CustomConfiguration::default();
+    custom.authority_host = authority_host.to_string();
+    ClientOptions {
+        cloud: Some(Arc::new(CloudConfiguration::Custom(custom))),
+        transport: Some(Transport::new(Arc::new(http))),
+        ..Default::default()
+    }
+}
+
+/// Builds the token credential for `identity`.
+pub fn credential(
+    identity: &Identity,
+    authority_host: &str,
+    http: reqwest::Client,
+) -> Result<Arc<dyn TokenCredential>, AosmError> {
+    let fail = |e: azure_core::Error| AosmError::Identity {
+        identity: identity.describe(),
+        reason: first_line(&e.to_string()),
+    };
+    let options = client_options(authority_host, http);
+    Ok(match identity {
+        Identity::WorkloadIdentity {
+            client_id,
+            tenant_id,
+        } => {
+            let mut o = WorkloadIdentityCredentialOptions::default();
+            o.credential_options.client_options = options;
+            o.client_id = client_id.clone();
+            o.tenant_id = tenant_id.clone();
+            WorkloadIdentityCredential::new(Some(o)).map_err(fail)?
+        }
+        Identity::ManagedIdentity { client_id } => {
+            let o = ManagedIdentityCredentialOptions {
+                client_options: options,
+                user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
+            };
+            ManagedIdentityCredential::new(Some(o)).map_err(fail)?
+        }
+        Identity::ClientSecret {
+            tenant_id,
+            client_id,
+            client_secret,
+        } => {
+            let o = ClientSecretCredentialOptions {
+                client_options: options,
+            };
+            ClientSecretCredential::new(
+                tenant_id,
+                client_id.clone(),
+                azure_core::credentials::Secret::new(client_secret.expose().to_string()),
+                Some(o),
+            )
+            .map_err(fail)?
+        }
+    })
+}
+
+/// Gets an ARM token, mapping failures to typed errors.
+pub async fn arm_token(
+    credential: &dyn TokenCredential,
+    identity: &Identity,
+    scope: &str,
+) -> Result<Secret, AosmError> {
+    match credential.get_token(&[scope], None).await {
+        Ok(t) => Ok(Secret::new(t.token.secret().to_string())),
+        Err(e) => {
+            let transient = match e.kind() {
+                azure_core::error::ErrorKind::Connection | azure_core::error::ErrorKind::Io => true,
+                azure_core::error::ErrorKind::HttpResponse { status, .. } => {
+                    let s = u16::from(*status);
+                    s == 429 || s >= 500
+                }
+                _ => false,
+            };
+            let reason = first_line(&e.to_string());
+            Err(if transient {
+                AosmError::Connect {
+                    endpoint: "Entra ID token endpoint".into(),
+                    reason,
+                }
+            } else {
+                AosmError::Identity {
+                    identity: identity.describe(),
+                    reason,
+                }
+            })
+        }
+    }
+}
+
+/// First line of a message, bounded, for one-line errors.
+pub(crate) fn first_line(s: &str) -> String {
+    let line = s.lines().next().unwrap_or_default().trim();
+    line.chars().take(300).collect()
+}

@@ -1,0 +1,14 @@
+//! AOSM client: ARM tokens through azure_identity, the `Microsoft.HybridNetwork` calls a
+//! transfer needs (manifest, `listCredential`, `updateState`), and a shared credential cache.
+
+pub mod arm;
+pub mod cache;
+pub mod cloud;
+pub mod error;
+pub mod identity;
+
+pub use arm::{AcrCredential, ArmClient, ArtifactManifest, ManifestArtifact, StoreId};
+pub use cache::{CacheKey, CredentialCache};
+pub use cloud::{Cloud, CloudEndpoints};
+pub use error::AosmError;
+pub use identity::Identity;
