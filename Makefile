@@ -23,10 +23,10 @@ test: ## tools, then cargo fmt --check, clippy -D warnings, cargo test (what CI 
 	export PATH="$$bin:$$PATH"; \
 	step 2/4 "cargo fmt --all -- --check"; \
 	cargo fmt --all -- --check || fail "cargo fmt --all -- --check (run 'make fmt' to fix)"; \
-	step 3/4 "cargo clippy --all-targets -- -D warnings"; \
-	cargo clippy --all-targets -- -D warnings || fail "cargo clippy --all-targets -- -D warnings"; \
-	step 4/4 "cargo test --all-targets (tools from $$bin)"; \
-	cargo test --all-targets || fail "cargo test --all-targets"; \
+	step 3/4 "cargo clippy --workspace --all-targets -- -D warnings"; \
+	cargo clippy --workspace --all-targets -- -D warnings || fail "cargo clippy --workspace --all-targets -- -D warnings"; \
+	step 4/4 "cargo test --workspace --all-targets (tools from $$bin)"; \
+	cargo test --workspace --all-targets || fail "cargo test --workspace --all-targets"; \
 	printf '\n==> make test: all passed\n'
 
 build: ## release build: target/release/aosm-artifact-operator
@@ -43,6 +43,6 @@ fmt: ## format the Rust code
 
 lint: ## clippy with -D warnings, rustfmt check, and shellcheck on scripts/ (if installed)
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
 	@if command -v shellcheck >/dev/null; then shellcheck -x scripts/*.sh .ci/run && echo "shellcheck: clean"; \
 	else echo "shellcheck not installed: skipped (apt-get install shellcheck)"; fi
