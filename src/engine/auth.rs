@@ -31,8 +31,16 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A source of username/password pairs that can change during a transfer (e.g. scoped
+/// registry tokens from AOSM `listCredential`, which expire).
+pub trait CredentialSource: Send + Sync {
+    /// The current pair; `refresh` means the previous pair was refused and a new one is wanted.
+    fn basic(&self, refresh: bool)
+    -> futures_util::future::BoxFuture<'_, Result<(String, Secret)>>;
+}
+
 /// How to authenticate to one registry.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub enum Credentials {
     /// No credentials (anonymous tokens are still requested when the registry asks).
     #[default]
@@ -44,6 +52,38 @@ pub enum Credentials {
         /// Password or token.
         password: Secret,
     },
+    /// Username and password from a [`CredentialSource`], asked again when refused.
+    Dynamic(std::sync::Arc<dyn CredentialSource>),
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Anonymous => f.write_str("Anonymous"),
+            Self::Basic { username, .. } => write!(f, "Basic({username}, ***)"),
+            Self::Dynamic(_) => f.write_str("Dynamic"),
+        }
+    }
+}
+
+impl PartialEq for Credentials {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Anonymous, Self::Anonymous) => true,
+            (
+                Self::Basic {
+                    username: a,
+                    password: p,
+                },
+                Self::Basic {
+                    username: b,
+                    password: q,
+                },
+            ) => a == b && p == q,
+            (Self::Dynamic(a), Self::Dynamic(b)) => std::sync::Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
 }
 
 impl Credentials {

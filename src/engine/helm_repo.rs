@@ -157,6 +157,7 @@ impl HelmRepository {
         let mut req = client.get(url.clone());
         if self.same_origin(url)
             && let Credentials::Basic { username, password } = &self.credentials
+        // Dynamic credentials are for registries; a Helm repository gets static ones.
         {
             req = req.basic_auth(username, Some(password.expose()));
         }

@@ -16,7 +16,7 @@ pub mod reference;
 pub mod registry;
 pub mod retry;
 
-pub use auth::{Credentials, DockerConfigAuth, Secret};
+pub use auth::{CredentialSource, Credentials, DockerConfigAuth, Secret};
 pub use copy::{Endpoint, TransferOptions, TransferSummary, copy};
 pub use error::{EngineError, Result};
 pub use platform::PlatformFilter;

@@ -235,10 +235,11 @@ impl RegistryClient {
             query.push(("service", s));
         }
         let mut attempt = 0;
+        let mut refreshed = false;
         let token = loop {
             attempt += 1;
             let mut req = self.http.get(realm).query(&query);
-            if let Credentials::Basic { username, password } = &self.credentials {
+            if let Some((username, password)) = self.basic_pair(refreshed).await? {
                 req = req.basic_auth(username, Some(password.expose()));
             }
             let err = match req.send().await {
@@ -274,6 +275,15 @@ impl RegistryClient {
                 {
                     let status = resp.status();
                     let reason = error_text(resp).await;
+                    if status == StatusCode::UNAUTHORIZED
+                        && !refreshed
+                        && matches!(self.credentials, Credentials::Dynamic(_))
+                    {
+                        // The credential expired or was revoked: ask its source for a new one.
+                        refreshed = true;
+                        attempt -= 1;
+                        continue;
+                    }
                     return Err(if status == StatusCode::UNAUTHORIZED {
                         EngineError::Unauthorized {
                             registry: self.host.clone(),
@@ -299,6 +309,15 @@ impl RegistryClient {
         Ok(token)
     }
 
+    /// The username/password to present, if any.
+    async fn basic_pair(&self, refresh: bool) -> Result<Option<(String, super::auth::Secret)>> {
+        Ok(match &self.credentials {
+            Credentials::Anonymous => None,
+            Credentials::Basic { username, password } => Some((username.clone(), password.clone())),
+            Credentials::Dynamic(source) => Some(source.basic(refresh).await?),
+        })
+    }
+
     /// Drops the cached token for `scope` (after a 401: expired or too narrow).
     async fn forget_token(&self, scope: &Scope) {
         self.tokens.lock().await.remove(&scope.key());
@@ -307,11 +326,9 @@ impl RegistryClient {
     async fn authorize(&self, req: RequestBuilder, scope: &Scope) -> Result<RequestBuilder> {
         Ok(match self.challenge().await? {
             Challenge::None => req,
-            Challenge::Basic => match &self.credentials {
-                Credentials::Basic { username, password } => {
-                    req.basic_auth(username, Some(password.expose()))
-                }
-                Credentials::Anonymous => {
+            Challenge::Basic => match self.basic_pair(false).await? {
+                Some((username, password)) => req.basic_auth(username, Some(password.expose())),
+                None => {
                     return Err(EngineError::Unauthorized {
                         registry: self.host.clone(),
                         reason: "the registry requires credentials and none were given".into(),
