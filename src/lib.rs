@@ -6,3 +6,4 @@
 
 pub mod aosm;
 pub mod engine;
+pub mod transfer;

@@ -84,6 +84,7 @@ fn endpoint(
         plain_http: side.plain_http,
         insecure: side.insecure,
         ca_file: side.ca_file.clone(),
+        ca_pem: None,
         credentials: credentials(side, &reference.registry, config, flag)?,
         retry: Default::default(),
     };
@@ -149,6 +150,7 @@ async fn run_copy(args: CopyArgs) -> engine::Result<()> {
             credentials: credentials(&args.from, &host, &config, "from")?,
             url,
             ca_file: args.from.ca_file.clone(),
+            ca_pem: None,
             insecure: args.from.insecure,
         };
         let fetched = repo.fetch(chart, version).await?;

@@ -32,6 +32,8 @@ pub struct HelmRepository {
     pub credentials: Credentials,
     /// Extra PEM CA bundle.
     pub ca_file: Option<std::path::PathBuf>,
+    /// Extra PEM CA bundle as bytes.
+    pub ca_pem: Option<Vec<u8>>,
     /// Skip TLS verification.
     pub insecure: bool,
 }
@@ -176,7 +178,11 @@ impl HelmRepository {
 
     /// Downloads `chart` at exactly `version` and builds the OCI plan for it.
     pub async fn fetch(&self, chart: &str, version: &str) -> Result<FetchedChart> {
-        let client = http_client(self.insecure, self.ca_file.as_deref())?;
+        let client = http_client(
+            self.insecure,
+            self.ca_file.as_deref(),
+            self.ca_pem.as_deref(),
+        )?;
         let mut base = self.url.clone();
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));

@@ -34,6 +34,8 @@ pub struct RegistryOptions {
     pub insecure: bool,
     /// Extra PEM CA bundle to trust besides the system roots.
     pub ca_file: Option<PathBuf>,
+    /// Extra PEM CA bundle given as bytes (e.g. a Secret's `ca.crt`).
+    pub ca_pem: Option<Vec<u8>>,
     /// Credentials.
     pub credentials: Credentials,
     /// Retry policy for transient failures.
@@ -102,8 +104,13 @@ impl std::fmt::Debug for RegistryClient {
     }
 }
 
-/// Builds a reqwest client trusting the system roots, `SSL_CERT_FILE` when set, and `ca_file`.
-pub fn http_client(insecure: bool, ca_file: Option<&std::path::Path>) -> Result<reqwest::Client> {
+/// Builds a reqwest client trusting the system roots, `SSL_CERT_FILE` when set, `ca_file`
+/// and the PEM bundle `ca_pem`.
+pub fn http_client(
+    insecure: bool,
+    ca_file: Option<&std::path::Path>,
+    ca_pem: Option<&[u8]>,
+) -> Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!(
             "aosm-artifact-operator/",
@@ -120,18 +127,21 @@ pub fn http_client(insecure: bool, ca_file: Option<&std::path::Path>) -> Result<
     if let Some(ca) = ca_file {
         bundles.push(ca.to_path_buf());
     }
+    let mut pems: Vec<(String, Vec<u8>)> = Vec::new();
     for bundle in bundles {
         let pem = std::fs::read(&bundle).map_err(|e| EngineError::io(bundle.display(), e))?;
+        pems.push((format!("CA file {}", bundle.display()), pem));
+    }
+    if let Some(pem) = ca_pem {
+        pems.push(("the CA bundle (ca.crt)".to_string(), pem.to_vec()));
+    }
+    for (name, pem) in pems {
         let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            EngineError::InvalidInput(format!(
-                "CA file {} is not a PEM certificate bundle: {e}",
-                bundle.display()
-            ))
+            EngineError::InvalidInput(format!("{name} is not a PEM certificate bundle: {e}"))
         })?;
         if certs.is_empty() {
             return Err(EngineError::InvalidInput(format!(
-                "CA file {} holds no PEM certificate",
-                bundle.display()
+                "{name} holds no PEM certificate"
             )));
         }
         builder = builder.tls_certs_merge(certs);
@@ -151,7 +161,11 @@ impl RegistryClient {
         Ok(Self {
             host: host.to_string(),
             base_url: format!("{scheme}://{host}"),
-            http: http_client(options.insecure, options.ca_file.as_deref())?,
+            http: http_client(
+                options.insecure,
+                options.ca_file.as_deref(),
+                options.ca_pem.as_deref(),
+            )?,
             credentials: options.credentials.clone(),
             retry: options.retry.clone(),
             challenge: OnceCell::new(),

@@ -1,0 +1,436 @@
+//! Runs a resolved [`TransferRequest`]: checks the artifact against the AOSM manifest,
+//! gets (cached, shared) scoped credentials, and drives the engine.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt as _;
+use serde::Serialize;
+
+use super::error::{Reason, TransferError};
+use super::request::{
+    Destination, FileSource, Source, StoreArtifact, StoreConfig, TransferRequest,
+};
+use crate::aosm::{AcrCredential, ArmClient, CacheKey, CredentialCache, ManifestArtifact};
+use crate::engine::copy::{
+    DEFAULT_CHUNK_SIZE, Endpoint, TransferOptions, TransferSummary, publish,
+};
+use crate::engine::files::{InlineFile, plan_files};
+use crate::engine::helm_repo::HelmRepository;
+use crate::engine::retry::RetryPolicy;
+use crate::engine::{
+    CredentialSource, Credentials, EngineError, ImageRef, Progress, RegistryClient,
+    RegistryOptions, Secret,
+};
+
+/// Which way the content moves relative to the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Direction {
+    /// Into the store.
+    Push,
+    /// Out of the store.
+    Pull,
+}
+
+/// What a successful transfer produced (the status to write).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferOutcome {
+    /// Push or pull.
+    pub direction: Direction,
+    /// Digest at the source.
+    pub source_digest: String,
+    /// Digest at the destination.
+    pub digest: String,
+    /// Destination reference.
+    pub destination_ref: String,
+    /// Artifact type as listed in the AOSM manifest.
+    pub artifact_type: String,
+    /// Engine summary (bytes, blobs).
+    pub summary: TransferSummary,
+}
+
+/// Executes transfers; shares ARM clients and credentials across them.
+pub struct Executor {
+    http: reqwest::Client,
+    cache: CredentialCache,
+    arm_clients: Mutex<HashMap<String, Arc<ArmClient>>>,
+    retry: RetryPolicy,
+    concurrency: usize,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor").finish_non_exhaustive()
+    }
+}
+
+/// `1.0.0`: three dot-separated numbers, as ACR tags for AOSM must be.
+pub fn is_valid_version(v: &str) -> bool {
+    let parts: Vec<&str> = v.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 9 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn aosm_to_engine(e: crate::aosm::AosmError) -> EngineError {
+    if e.is_transient() {
+        EngineError::Connect {
+            host: "ARM".into(),
+            reason: e.to_string(),
+        }
+    } else {
+        EngineError::Forbidden {
+            registry: "ARM".into(),
+            action: "listCredential".into(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// Registry credentials that come from the credential cache and are renewed on refusal.
+struct StoreCredentials {
+    cache: CredentialCache,
+    arm: Arc<ArmClient>,
+    key: CacheKey,
+    artifact: StoreArtifact,
+    last_token: Mutex<Option<String>>,
+}
+
+impl CredentialSource for StoreCredentials {
+    fn basic(
+        &self,
+        refresh: bool,
+    ) -> futures_util::future::BoxFuture<'_, crate::engine::Result<(String, Secret)>> {
+        async move {
+            if refresh {
+                let last = self
+                    .last_token
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                if let Some(t) = last {
+                    self.cache.invalidate(&self.key, &t).await;
+                }
+            }
+            let c = self
+                .cache
+                .get(&self.key, || {
+                    self.arm
+                        .list_credential(&self.artifact.store.id, &self.artifact.manifest)
+                })
+                .await
+                .map_err(aosm_to_engine)?;
+            *self.last_token.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(c.token.expose().to_string());
+            Ok((c.username, c.token))
+        }
+        .boxed()
+    }
+}
+
+impl Executor {
+    /// A new executor; `concurrency` blobs in flight per transfer.
+    pub fn new(concurrency: usize) -> Result<Self, TransferError> {
+        Ok(Self {
+            http: crate::engine::registry::http_client(false, None, None)?,
+            cache: CredentialCache::default(),
+            arm_clients: Mutex::new(HashMap::new()),
+            retry: RetryPolicy::default(),
+            concurrency: concurrency.max(1),
+        })
+    }
+
+    /// The ARM client for a store (one per store configuration).
+    pub fn arm(&self, store: &StoreConfig) -> Result<Arc<ArmClient>, TransferError> {
+        let key = format!("{store:?}");
+        let mut clients = self.arm_clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let endpoints = store.cloud.endpoints(
+            store.arm_endpoint.as_deref(),
+            store.authority_host.as_deref(),
+        )?;
+        let client = Arc::new(ArmClient::new(
+            self.http.clone(),
+            &endpoints,
+            &store.api_version,
+            store.identity.clone(),
+            self.retry.clone(),
+        )?);
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    fn cache_key(a: &StoreArtifact) -> CacheKey {
+        CacheKey {
+            store: format!(
+                "{}|{}",
+                a.store.arm_endpoint.as_deref().unwrap_or_default(),
+                a.store.id.path()
+            ),
+            manifest: a.manifest.clone(),
+        }
+    }
+
+    /// Validates the artifact against its manifest and returns its listed entry.
+    async fn check_manifest(&self, a: &StoreArtifact) -> Result<ManifestArtifact, TransferError> {
+        if !is_valid_version(&a.version) {
+            return Err(TransferError::permanent(
+                Reason::VersionFormat,
+                format!(
+                    "version {:?} must look like 1.0.0 (AOSM artifact versions are ACR tags in that format)",
+                    a.version
+                ),
+            ));
+        }
+        let manifest = self
+            .arm(&a.store)?
+            .manifest(&a.store.id, &a.manifest)
+            .await?;
+        manifest
+            .artifacts
+            .iter()
+            .find(|x| x.artifact_name.eq_ignore_ascii_case(&a.artifact) && x.artifact_version == a.version)
+            .cloned()
+            .ok_or_else(|| {
+                let listed: Vec<String> = manifest
+                    .artifacts
+                    .iter()
+                    .map(|x| format!("{}:{} ({})", x.artifact_name, x.artifact_version, x.artifact_type))
+                    .collect();
+                TransferError::permanent(
+                    Reason::ArtifactNotInManifest,
+                    format!(
+                        "artifact {}:{} is not listed in artifact manifest {}; it lists: {}; add it to the manifest or fix the spec",
+                        a.artifact,
+                        a.version,
+                        a.manifest,
+                        if listed.is_empty() { "nothing".to_string() } else { listed.join(", ") }
+                    ),
+                )
+            })
+    }
+
+    /// A scoped credential for the artifact (shared, cached), and its repository.
+    async fn store_endpoint(
+        &self,
+        a: &StoreArtifact,
+    ) -> Result<(Endpoint, AcrCredential), TransferError> {
+        let arm = self.arm(&a.store)?;
+        let key = Self::cache_key(a);
+        let cred = self
+            .cache
+            .get(&key, || arm.list_credential(&a.store.id, &a.manifest))
+            .await?;
+        let repo = cred.repository_for(&a.manifest, &a.artifact).ok_or_else(|| {
+            TransferError::permanent(
+                Reason::ArtifactNotInManifest,
+                format!(
+                    "the credential of manifest {} grants repositories {:?}, none for artifact {}",
+                    a.manifest, cred.repositories, a.artifact
+                ),
+            )
+        })?;
+        let source = StoreCredentials {
+            cache: self.cache.clone(),
+            arm,
+            key,
+            artifact: a.clone(),
+            last_token: Mutex::new(Some(cred.token.expose().to_string())),
+        };
+        let options = RegistryOptions {
+            credentials: Credentials::Dynamic(Arc::new(source)),
+            retry: self.retry.clone(),
+            ..Default::default()
+        };
+        let reference = ImageRef::parse(&format!("{}/{repo}:{}", cred.server, a.version))?;
+        let client = Arc::new(RegistryClient::new(&cred.server, &options)?);
+        Ok((Endpoint { client, reference }, cred))
+    }
+
+    fn registry_endpoint(side: &super::request::RegistrySide) -> Result<Endpoint, TransferError> {
+        let reference = ImageRef::parse(&side.image)?;
+        let options = RegistryOptions {
+            plain_http: side.plain_http,
+            insecure: side.insecure,
+            ca_file: None,
+            ca_pem: side.ca_pem.clone(),
+            credentials: side.credentials.clone(),
+            retry: RetryPolicy::default(),
+        };
+        let client = Arc::new(RegistryClient::new(&reference.registry, &options)?);
+        Ok(Endpoint { client, reference })
+    }
+
+    /// Runs one transfer to completion.
+    pub async fn run(
+        &self,
+        req: &TransferRequest,
+        progress: &dyn Progress,
+    ) -> Result<TransferOutcome, TransferError> {
+        let started = Instant::now();
+        let mut opts = TransferOptions {
+            concurrency: self.concurrency,
+            chunk_size: None,
+            platforms: req.platforms.clone(),
+        };
+        match (&req.source, &req.destination) {
+            (Source::Store(_), Destination::Store(_)) => Err(TransferError::permanent(
+                Reason::InvalidSpec,
+                "source and destination are both artifact stores; exactly one side must be the store",
+            )),
+            (Source::Store(store), Destination::Registry(side)) => {
+                let listed = self.check_manifest(store).await?;
+                let (src, _) = self.store_endpoint(store).await?;
+                let dst = Self::registry_endpoint(side)?;
+                let summary = crate::engine::copy(&src, &dst, &opts, progress).await?;
+                Ok(TransferOutcome {
+                    direction: Direction::Pull,
+                    source_digest: summary.source_digest.clone(),
+                    digest: summary.digest.clone(),
+                    destination_ref: summary.reference.clone(),
+                    artifact_type: listed.artifact_type,
+                    summary,
+                })
+            }
+            (source, Destination::Store(store)) => {
+                let listed = self.check_manifest(store).await?;
+                check_source_fits(source, store, &listed)?;
+                let (dst, cred) = self.store_endpoint(store).await?;
+                // The store is an ACR: keep every request under its size limit.
+                opts.chunk_size = Some(DEFAULT_CHUNK_SIZE);
+                let tag = store.version.clone();
+                let summary = match source {
+                    Source::Registry(side) => {
+                        let src = Self::registry_endpoint(side)?;
+                        crate::engine::copy(&src, &dst, &opts, progress).await?
+                    }
+                    Source::HelmRepository(h) => {
+                        let url = url::Url::parse(&h.url).map_err(|e| {
+                            TransferError::permanent(
+                                Reason::InvalidSpec,
+                                format!("helm repository URL {:?}: {e}", h.url),
+                            )
+                        })?;
+                        let repo = HelmRepository {
+                            url,
+                            credentials: h.credentials.clone(),
+                            ca_file: None,
+                            ca_pem: h.ca_pem.clone(),
+                            insecure: h.insecure,
+                        };
+                        let fetched = repo.fetch(&h.chart, &h.version).await?;
+                        publish(fetched.plan, &dst, Some(&tag), &opts, progress, started).await?
+                    }
+                    Source::File(FileSource {
+                        name,
+                        media_type,
+                        data,
+                    }) => {
+                        let inline = InlineFile {
+                            name: name.clone(),
+                            media_type: media_type.clone(),
+                            data: data.clone().into(),
+                        };
+                        let plan = plan_files(&[], &[inline], None).await?;
+                        publish(plan, &dst, Some(&tag), &opts, progress, started).await?
+                    }
+                    Source::Store(_) => {
+                        return Err(TransferError::permanent(
+                            Reason::InvalidSpec,
+                            "source and destination are both artifact stores; exactly one side must be the store",
+                        ));
+                    }
+                };
+                Ok(TransferOutcome {
+                    direction: Direction::Push,
+                    source_digest: summary.source_digest.clone(),
+                    digest: summary.digest.clone(),
+                    destination_ref: format!(
+                        "{}/{}:{}",
+                        cred.server, dst.reference.repository, tag
+                    ),
+                    artifact_type: listed.artifact_type,
+                    summary,
+                })
+            }
+            (_, Destination::Registry(_)) => Err(TransferError::permanent(
+                Reason::InvalidSpec,
+                "neither side is an artifact store; one side must be the store",
+            )),
+        }
+    }
+
+    /// Sets an artifact manifest's state to `Uploaded` (after all its artifacts are pushed).
+    pub async fn mark_uploaded(
+        &self,
+        store: &StoreConfig,
+        manifest: &str,
+    ) -> Result<(), TransferError> {
+        Ok(self
+            .arm(store)?
+            .update_state(&store.id, manifest, "Uploaded", Duration::from_secs(600))
+            .await?)
+    }
+}
+
+/// The source must fit the artifact: Helm chart name and version, and the listed type.
+fn check_source_fits(
+    source: &Source,
+    store: &StoreArtifact,
+    listed: &ManifestArtifact,
+) -> Result<(), TransferError> {
+    if let Source::HelmRepository(h) = source
+        && (h.chart != store.artifact || h.version != store.version)
+    {
+        return Err(TransferError::permanent(
+            Reason::ChartNameMismatch,
+            format!(
+                "chart {}:{} must have the artifact's name and version {}:{} (AOSM finds charts by repository and tag)",
+                h.chart, h.version, store.artifact, store.version
+            ),
+        ));
+    }
+    let fits = match source {
+        Source::Registry(_) | Source::HelmRepository(_) => {
+            matches!(
+                listed.artifact_type.as_str(),
+                "OCIArtifact" | "ImageFile" | "Unknown" | ""
+            )
+        }
+        Source::File(_) => matches!(
+            listed.artifact_type.as_str(),
+            "ArmTemplate" | "OCIArtifact" | "Unknown" | ""
+        ),
+        Source::Store(_) => true,
+    };
+    if !fits {
+        return Err(TransferError::permanent(
+            Reason::ArtifactNotInManifest,
+            format!(
+                "artifact {}:{} is listed as {}, which this source cannot provide",
+                store.artifact, store.version, listed.artifact_type
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        for ok in ["1.0.0", "0.1.10", "10.20.30"] {
+            assert!(is_valid_version(ok), "{ok}");
+        }
+        for bad in ["1.0", "v1.0.0", "1.0.0-rc1", "1..0", "1.0.0.0", ""] {
+            assert!(!is_valid_version(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The transfer core: from a resolved request to a result, used by the CLI (`transfer -f`)
+//! and the controller. It knows nothing about the Kubernetes API.
+
+pub mod error;
+pub mod execute;
+pub mod request;
+
+pub use error::{Reason, TransferError};
+pub use execute::{Direction, Executor, TransferOutcome};
+pub use request::{
+    Destination, FileSource, HelmSource, RegistrySide, Source, StoreArtifact, StoreConfig,
+    TransferRequest,
+};
