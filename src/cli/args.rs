@@ -20,6 +20,9 @@ pub enum Command {
     Copy(CopyArgs),
     /// Push local files as one OCI artifact (one layer per file, like `oras push`).
     Push(PushArgs),
+    /// Print the CustomResourceDefinitions (ArtifactStore, ArtifactTransfer,
+    /// ClusterArtifactStore) as multi-document YAML, e.g. `crds | kubectl apply -f -`.
+    Crds,
 }
 
 /// How to print the result.

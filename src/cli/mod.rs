@@ -1,4 +1,4 @@
-//! The one-shot CLI: `copy` and `push`, adapters around the transfer engine.
+//! The one-shot CLI: `copy`, `push` and `crds`, adapters around the transfer engine and the API types.
 
 mod args;
 mod output;
@@ -33,6 +33,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Copy(args) => run_copy(args.resolve()).await,
             Command::Push(args) => run_push(args.resolve()).await,
+            Command::Crds => print_crds(),
         }
     });
     match result {
@@ -43,6 +44,16 @@ pub fn main() -> ExitCode {
             ExitCode::from(if e.is_input_error() { 2 } else { 1 })
         }
     }
+}
+
+/// `crds`: all CRDs as YAML on stdout.
+fn print_crds() -> engine::Result<()> {
+    use std::io::Write as _;
+    let yaml = aosm_artifact_operator::api::crds_yaml();
+    let mut out = std::io::stdout().lock();
+    out.write_all(yaml.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| EngineError::io("stdout", e))
 }
 
 fn init_tracing() {

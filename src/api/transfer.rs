@@ -1,0 +1,805 @@
+//! `ArtifactTransfer` (namespaced): one artifact moved from a source to a destination,
+//! exactly one of which is an AOSM artifact store (push into the store, or pull from it).
+
+use std::fmt;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use regex::Regex;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::duration::{DurationError, parse_duration};
+use super::{SecretRef, patterns};
+
+/// What an ArtifactTransfer moves and where: exactly one of `source` and `destination` is
+/// an `artifactStore` (destination: push into the store; source: pull from it).
+// `printcolumn(type_ = "string")` repeats by design; clippy reads it as a duplicate.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[kube(
+    group = "artifacts.aosm.dev",
+    version = "v1alpha1",
+    kind = "ArtifactTransfer",
+    namespaced,
+    status = "ArtifactTransferStatus",
+    derive = "PartialEq",
+    doc = "ArtifactTransfer copies one artifact (a container image or index, a Helm chart, an ARM template or other file) between the cluster side (an OCI registry, a Helm HTTP repository, a ConfigMap) and an Azure Operator Service Manager artifact store, byte-exact, using short-lived credentials scoped to the AOSM artifact manifest. Push: destination.artifactStore; pull: source.artifactStore. Deleting it never deletes artifacts.",
+    shortname = "at",
+    category = "aosm",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#,
+        description = "Whether the destination holds the artifact for the current generation"
+    ),
+    printcolumn(
+        name = "Direction",
+        type_ = "string",
+        json_path = ".status.direction",
+        description = "Push (into the artifact store) or Pull (from it)"
+    ),
+    printcolumn(
+        name = "Artifact",
+        type_ = "string",
+        json_path = ".status.artifact",
+        description = "Artifact name in the store"
+    ),
+    printcolumn(
+        name = "Version",
+        type_ = "string",
+        json_path = ".status.version",
+        description = "Artifact version in the store"
+    ),
+    printcolumn(
+        name = "Digest",
+        type_ = "string",
+        json_path = ".status.shortDigest",
+        description = "Digest at the destination, shortened to 12 hex digits"
+    ),
+    printcolumn(
+        name = "Full-Digest",
+        type_ = "string",
+        json_path = ".status.digest",
+        priority = 1,
+        description = "Digest at the destination"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].message"#,
+        priority = 1,
+        description = "Message of the Ready condition"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.source.artifactStore) != has(self.destination.artifactStore)")
+        .message("exactly one side must be an artifactStore: destination.artifactStore to push into the store, or source.artifactStore to pull from it"),
+    validation = Rule::new("!has(self.platforms) || size(self.platforms) == 0 || has(self.source.registry) || has(self.source.artifactStore)")
+        .message("platforms filters multi-arch images: it needs a registry or artifactStore source")
+        .field_path(".platforms")
+        .reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!has(self.source.helmRepository) || !has(self.destination.artifactStore) || self.source.helmRepository.chart == self.destination.artifactStore.artifact")
+        .message("a Helm chart pushed to an artifact store must have its chart name as the artifact name: source.helmRepository.chart must equal destination.artifactStore.artifact"),
+    validation = Rule::new("!has(self.source.helmRepository) || !has(self.destination.artifactStore) || self.source.helmRepository.version == self.destination.artifactStore.version")
+        .message("a Helm chart pushed to an artifact store must have its chart version as the artifact version: source.helmRepository.version must equal destination.artifactStore.version"),
+)]
+pub struct ArtifactTransferSpec {
+    /// Where the artifact comes from: exactly one of `registry`, `helmRepository`,
+    /// `configMap` or `artifactStore`.
+    #[x_kube(
+        validation = Rule::new("(has(self.registry) ? 1 : 0) + (has(self.helmRepository) ? 1 : 0) + (has(self.configMap) ? 1 : 0) + (has(self.artifactStore) ? 1 : 0) == 1")
+            .message("source must set exactly one of registry, helmRepository, configMap or artifactStore"),
+        validation = Rule::new(r"!has(self.registry) || self.registry.image.matches('(:[A-Za-z0-9_][A-Za-z0-9_.-]*|@sha256:[a-f0-9]{64})$')")
+            .message("source.registry.image must end with a tag or a digest, e.g. host/repo:1.2.3 or host/repo@sha256:<64 hex>")
+    )]
+    pub source: TransferSource,
+
+    /// Where the artifact goes: exactly one of `artifactStore` (push) or `registry` (pull).
+    #[x_kube(
+        validation = Rule::new("(has(self.registry) ? 1 : 0) + (has(self.artifactStore) ? 1 : 0) == 1")
+            .message("destination must set exactly one of artifactStore or registry"),
+        validation = Rule::new("!has(self.registry) || !self.registry.image.contains('@')")
+            .message("destination.registry.image cannot be a digest reference: give a tag (or none: the artifact version is used)")
+    )]
+    pub destination: TransferDestination,
+
+    /// Only with a registry or artifactStore source holding a multi-arch index: copy only
+    /// these platforms, each `os/arch[/variant]` (e.g. `linux/amd64`, `linux/arm64/v8`);
+    /// the index is then rewritten and its new digest reported. Default (empty): copy
+    /// everything, byte-exact.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = patterns::PLATFORM), length(max = 64)), length(max = 32))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub platforms: Vec<String>,
+
+    /// How often a Ready transfer re-checks (with one HEAD request) that the destination
+    /// still holds the digest, and re-copies when it does not. Go duration syntax with
+    /// units `ms`, `s`, `m`, `h`, at least `1s`. Default `1h`. Examples: `10m`, `1h30m`.
+    #[serde(default = "default_interval")]
+    #[schemars(regex(pattern = patterns::DURATION), length(max = 32))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("interval must be at least 1s"))]
+    pub interval: String,
+
+    /// How long one attempt may take before it is abandoned and retried with backoff.
+    /// Go duration syntax (`ms`, `s`, `m`, `h`), at least `1s`. Default `30m`.
+    #[serde(default = "default_timeout")]
+    #[schemars(regex(pattern = patterns::DURATION), length(max = 32))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("timeout must be at least 1s"))]
+    pub timeout: String,
+
+    /// When true, the controller does nothing for this transfer (no copy, no re-check)
+    /// until it is set back to false. Default false.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+fn default_interval() -> String {
+    "1h".to_string()
+}
+
+fn default_timeout() -> String {
+    "30m".to_string()
+}
+
+/// Where the artifact comes from: exactly one of these.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum TransferSource {
+    /// An image, image index or other OCI artifact in an OCI registry (push into the store).
+    /// Example: `{image: registry.registry.svc:5000/contoso/cnf:1.2.3, secretRef: {name:
+    /// regcred}}`.
+    Registry(RegistryImage),
+    /// A chart from a Helm HTTP(S) repository (`index.yaml`), pushed into the store as an
+    /// OCI Helm chart usable by `helm pull oci://`. The chart name and version must equal
+    /// the destination artifact name and version.
+    HelmRepository(HelmRepositorySource),
+    /// A key of a ConfigMap in the transfer's namespace (an ARM template or another small
+    /// file), pushed into the store as a one-layer OCI artifact like `oras push` makes.
+    ConfigMap(ConfigMapSource),
+    /// An artifact in an AOSM artifact store (pull from the store into a registry).
+    ArtifactStore(StoreArtifact),
+}
+
+/// Where the artifact goes: exactly one of these.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum TransferDestination {
+    /// An artifact in an AOSM artifact store (push). The (artifact, version) must be
+    /// listed in the artifact manifest.
+    ArtifactStore(StoreArtifact),
+    /// An OCI registry (pull from the store). The tag defaults to the artifact version.
+    Registry(RegistryImage),
+}
+
+/// An image reference in an OCI registry and how to connect to it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!self.plainHTTP || (!has(self.caSecretRef) && !self.insecure)")
+        .message("caSecretRef and insecure are TLS settings: they cannot be combined with plainHTTP")
+)]
+pub struct RegistryImage {
+    /// Image reference with an explicit registry host:
+    /// `host[:port]/repository[:tag][@sha256:<64 hex>]`. The repository path is lowercase.
+    /// A source needs a tag or a digest; a destination takes a tag or none (then the
+    /// artifact version is used), never a digest. Example:
+    /// `registry.registry.svc:5000/contoso/cnf:1.2.3`.
+    #[schemars(regex(pattern = patterns::IMAGE), length(min = 1, max = 512))]
+    pub image: String,
+
+    /// Secret of type `kubernetes.io/dockerconfigjson` (key `.dockerconfigjson`) in the
+    /// transfer's namespace with credentials for this registry. Default: anonymous.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
+
+    /// Secret in the transfer's namespace whose key `ca.crt` holds PEM CA certificates to
+    /// trust for this registry, in addition to the system roots and `SSL_CERT_FILE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretRef>,
+
+    /// Skip TLS certificate verification (not recommended). Default false.
+    #[serde(default)]
+    pub insecure: bool,
+
+    /// Talk plain HTTP instead of HTTPS (for in-cluster registries without TLS). Default
+    /// false.
+    #[serde(default, rename = "plainHTTP")]
+    pub plain_http: bool,
+}
+
+/// A chart in a Helm HTTP(S) repository.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!self.url.matches('^https?://[^/]*@')")
+        .message("helmRepository.url must not contain credentials: put them in a basic-auth Secret named by secretRef")
+        .field_path(".url"),
+    validation = Rule::new("!self.url.startsWith('http://') || (!has(self.caSecretRef) && !self.insecure)")
+        .message("caSecretRef and insecure apply to https:// repository URLs only")
+)]
+pub struct HelmRepositorySource {
+    /// Repository URL, `http://` or `https://`, where `index.yaml` is found (no query).
+    /// Example: `http://charts.charts.svc:8080`.
+    #[schemars(regex(pattern = patterns::HTTP_URL), length(min = 1, max = 2048))]
+    pub url: String,
+
+    /// Chart name as listed in the repository's `index.yaml`. Example: `contoso-cnf`.
+    #[schemars(regex(pattern = patterns::CHART_NAME), length(min = 1, max = 250))]
+    pub chart: String,
+
+    /// Exact chart version (SemVer; no ranges). When pushing into an artifact store it must
+    /// be `MAJOR.MINOR.PATCH` and equal the artifact version. Example: `0.1.0`.
+    #[schemars(regex(pattern = patterns::CHART_VERSION), length(min = 1, max = 128))]
+    pub version: String,
+
+    /// Secret in the transfer's namespace with basic-auth keys `username` and `password`
+    /// for the repository. Default: anonymous.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
+
+    /// Secret in the transfer's namespace whose key `ca.crt` holds PEM CA certificates to
+    /// trust for the repository (https only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretRef>,
+
+    /// Skip TLS certificate verification (https only; not recommended). Default false.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// A file held in a ConfigMap of the transfer's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapSource {
+    /// Name of the ConfigMap. Example: `nf-arm-template`.
+    #[schemars(regex(pattern = patterns::K8S_NAME), length(min = 1, max = 253))]
+    pub name: String,
+
+    /// Key in the ConfigMap (`data` or `binaryData`); also the file name recorded in the
+    /// artifact (`org.opencontainers.image.title`). Example: `template.json`.
+    #[schemars(regex(pattern = patterns::CONFIG_MAP_KEY), length(min = 1, max = 253))]
+    pub key: String,
+
+    /// Media type of the layer. Default `application/json` (ARM templates).
+    #[serde(default = "default_media_type")]
+    #[schemars(regex(pattern = patterns::MEDIA_TYPE), length(max = 255))]
+    pub media_type: String,
+}
+
+fn default_media_type() -> String {
+    "application/json".to_string()
+}
+
+/// Which kind of store a `storeRef` names.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum StoreKind {
+    /// An ArtifactStore in the transfer's namespace (the default).
+    #[default]
+    ArtifactStore,
+    /// A ClusterArtifactStore whose `allowedNamespaces` selects the transfer's namespace.
+    ClusterArtifactStore,
+}
+
+impl StoreKind {
+    /// The kind's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::ArtifactStore => "ArtifactStore",
+            StoreKind::ClusterArtifactStore => "ClusterArtifactStore",
+        }
+    }
+}
+
+impl fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A reference to an ArtifactStore (same namespace) or a ClusterArtifactStore.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreRef {
+    /// `ArtifactStore` (default; in the transfer's namespace) or `ClusterArtifactStore`.
+    #[serde(default)]
+    pub kind: StoreKind,
+    /// Name of the store object. Example: `contoso`.
+    #[schemars(regex(pattern = patterns::K8S_NAME), length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// An artifact in an AOSM artifact store: a (name, version) listed in an artifact
+/// manifest.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreArtifact {
+    /// The ArtifactStore or ClusterArtifactStore holding the artifact.
+    pub store_ref: StoreRef,
+
+    /// Name of the AOSM artifact manifest that lists the artifact; its `listCredential`
+    /// gives the registry credential. Example: `contoso-cnf-manifest`.
+    #[schemars(regex(pattern = patterns::ARM_NAME), length(min = 1, max = 128))]
+    pub manifest: String,
+
+    /// Artifact name as listed in the manifest; the repository in the store's registry
+    /// (lowercase OCI repository path). For a Helm chart: the chart name. Example:
+    /// `contoso-cnf-container`.
+    #[schemars(regex(pattern = patterns::ARTIFACT_NAME), length(min = 1, max = 256))]
+    pub artifact: String,
+
+    /// Artifact version as listed in the manifest; the tag in the store's registry, in the
+    /// `MAJOR.MINOR.PATCH` format ACR requires for AOSM. Example: `0.1.0`.
+    #[schemars(regex(pattern = patterns::VERSION), length(min = 5, max = 64))]
+    pub version: String,
+}
+
+/// `Push` (into the artifact store) or `Pull` (out of it).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Direction {
+    /// Into the artifact store.
+    Push,
+    /// Out of the artifact store.
+    Pull,
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Direction::Push => "Push",
+            Direction::Pull => "Pull",
+        })
+    }
+}
+
+/// Progress of the current or last copy.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferProgress {
+    /// Bytes of all blobs to copy (layers and configs).
+    #[schemars(range(min = 0))]
+    pub bytes_total: i64,
+    /// Bytes handled so far (copied, skipped or mounted).
+    #[schemars(range(min = 0))]
+    pub bytes_done: i64,
+    /// Number of blobs to copy.
+    #[schemars(range(min = 0))]
+    pub blobs_total: i64,
+    /// Blobs uploaded.
+    #[schemars(range(min = 0))]
+    pub blobs_copied: i64,
+    /// Blobs the destination already had.
+    #[schemars(range(min = 0))]
+    pub blobs_skipped: i64,
+    /// Blobs mounted from another repository of the same registry.
+    #[schemars(range(min = 0))]
+    pub blobs_mounted: i64,
+}
+
+/// Observed state of an ArtifactTransfer.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactTransferStatus {
+    /// The metadata.generation the controller last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Conditions (kstatus): `Ready` (True only when the destination holds the digest for
+    /// the observed generation), `Reconciling` while work is in progress (reason
+    /// Progressing or ProgressingWithRetry), `Stalled` when it cannot succeed without a
+    /// change (reason ArtifactNotInManifest, VersionFormat, ChartNameMismatch,
+    /// SecretNotFound, StoreNotAllowed, Forbidden, SourceNotFound, UnsupportedStoreType or
+    /// InvalidSpec).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+
+    /// `Push` (into the artifact store) or `Pull` (from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+
+    /// Artifact name on the store side (copied from the spec for display).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<String>,
+
+    /// Artifact version on the store side (copied from the spec for display).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+
+    /// Digest of the source manifest (`sha256:...`). Differs from `digest` only when
+    /// `platforms` filtered an index or the source was converted (Helm repository chart,
+    /// ConfigMap file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_digest: Option<String>,
+
+    /// Digest of the manifest at the destination (`sha256:...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+
+    /// `digest` shortened for display: the first 12 hex digits, without the algorithm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_digest: Option<String>,
+
+    /// Full reference of the destination. Example:
+    /// `x.azurecr.io/contoso-cnf-container:0.1.0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_ref: Option<String>,
+
+    /// Artifact type as listed in the AOSM manifest: OCIArtifact, ArmTemplate, ImageFile,
+    /// VhdImageFile or Unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+
+    /// Progress of the current or last copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<TransferProgress>,
+
+    /// When the current or last copy started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+
+    /// When the last successful copy (or re-check) completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+
+    /// The value of the `artifacts.aosm.dev/requested-at` annotation last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
+}
+
+impl ArtifactTransferStatus {
+    /// A status with `direction`, `artifact` and `version` filled from `spec` (what the
+    /// printer columns show), everything else empty.
+    pub fn for_spec(spec: &ArtifactTransferSpec) -> Self {
+        let mut status = Self::default();
+        status.describe(spec);
+        status
+    }
+
+    /// Sets `direction`, `artifact` and `version` from `spec`.
+    pub fn describe(&mut self, spec: &ArtifactTransferSpec) {
+        let store = spec.store_side();
+        self.direction = Some(spec.direction());
+        self.artifact = Some(store.artifact.clone());
+        self.version = Some(store.version.clone());
+    }
+
+    /// Sets `digest` and `shortDigest`.
+    pub fn set_digest(&mut self, digest: impl Into<String>) {
+        let digest = digest.into();
+        self.short_digest = Some(short_digest(&digest));
+        self.digest = Some(digest);
+    }
+}
+
+/// `sha256:0123456789abcdef...` → `0123456789ab` (the first 12 hex digits).
+pub fn short_digest(digest: &str) -> String {
+    let hex = digest.split_once(':').map_or(digest, |(_, h)| h);
+    hex.chars().take(12).collect()
+}
+
+/// A rule of the CRD schema that a spec breaks (from [`ArtifactTransferSpec::validate`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    /// JSON path of the offending field, e.g. `spec.destination.artifactStore.version`.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for ValidationError {}
+
+fn re(pattern: &'static str) -> Regex {
+    Regex::new(pattern).expect("schema patterns are valid regexes")
+}
+
+static RE_IMAGE: LazyLock<Regex> = LazyLock::new(|| re(patterns::IMAGE));
+static RE_TAG_OR_DIGEST: LazyLock<Regex> = LazyLock::new(|| re(patterns::IMAGE_TAG_OR_DIGEST));
+static RE_HTTP_URL: LazyLock<Regex> = LazyLock::new(|| re(patterns::HTTP_URL));
+static RE_CHART_NAME: LazyLock<Regex> = LazyLock::new(|| re(patterns::CHART_NAME));
+static RE_CHART_VERSION: LazyLock<Regex> = LazyLock::new(|| re(patterns::CHART_VERSION));
+static RE_K8S_NAME: LazyLock<Regex> = LazyLock::new(|| re(patterns::K8S_NAME));
+static RE_CM_KEY: LazyLock<Regex> = LazyLock::new(|| re(patterns::CONFIG_MAP_KEY));
+static RE_MEDIA_TYPE: LazyLock<Regex> = LazyLock::new(|| re(patterns::MEDIA_TYPE));
+static RE_ARM_NAME: LazyLock<Regex> = LazyLock::new(|| re(patterns::ARM_NAME));
+static RE_ARTIFACT: LazyLock<Regex> = LazyLock::new(|| re(patterns::ARTIFACT_NAME));
+static RE_VERSION: LazyLock<Regex> = LazyLock::new(|| re(patterns::VERSION));
+static RE_PLATFORM: LazyLock<Regex> = LazyLock::new(|| re(patterns::PLATFORM));
+static RE_DURATION: LazyLock<Regex> = LazyLock::new(|| re(patterns::DURATION));
+
+struct Checker {
+    errors: Vec<ValidationError>,
+}
+
+impl Checker {
+    fn fail(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(ValidationError {
+            field: field.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn pattern(&mut self, field: &str, value: &str, re: &Regex, max: usize, what: &str) {
+        if value.is_empty() {
+            self.fail(field, "must not be empty");
+        } else if value.len() > max {
+            self.fail(field, format!("must be at most {max} characters"));
+        } else if !re.is_match(value) {
+            self.fail(field, format!("{value:?} is not {what}"));
+        }
+    }
+
+    fn secret(&mut self, field: &str, secret: Option<&SecretRef>) {
+        if let Some(s) = secret {
+            self.pattern(
+                &format!("{field}.name"),
+                &s.name,
+                &RE_K8S_NAME,
+                253,
+                "a Secret name",
+            );
+        }
+    }
+
+    fn registry(&mut self, field: &str, r: &RegistryImage) {
+        self.pattern(
+            &format!("{field}.image"),
+            &r.image,
+            &RE_IMAGE,
+            512,
+            "an image reference host[:port]/repository[:tag][@sha256:<64 hex>] with an explicit registry host",
+        );
+        self.secret(&format!("{field}.secretRef"), r.secret_ref.as_ref());
+        self.secret(&format!("{field}.caSecretRef"), r.ca_secret_ref.as_ref());
+        if r.plain_http && (r.ca_secret_ref.is_some() || r.insecure) {
+            self.fail(
+                field,
+                "caSecretRef and insecure are TLS settings: they cannot be combined with plainHTTP",
+            );
+        }
+    }
+
+    fn store(&mut self, field: &str, s: &StoreArtifact) {
+        self.pattern(
+            &format!("{field}.storeRef.name"),
+            &s.store_ref.name,
+            &RE_K8S_NAME,
+            253,
+            "a store name",
+        );
+        self.pattern(
+            &format!("{field}.manifest"),
+            &s.manifest,
+            &RE_ARM_NAME,
+            128,
+            "an artifact manifest name",
+        );
+        self.pattern(
+            &format!("{field}.artifact"),
+            &s.artifact,
+            &RE_ARTIFACT,
+            256,
+            "an artifact name (a lowercase OCI repository path)",
+        );
+        self.pattern(
+            &format!("{field}.version"),
+            &s.version,
+            &RE_VERSION,
+            64,
+            "a version in the MAJOR.MINOR.PATCH format AOSM/ACR require (e.g. 1.0.0)",
+        );
+    }
+
+    fn duration(&mut self, field: &str, value: &str) {
+        if value.len() > 32 || !RE_DURATION.is_match(value) {
+            self.fail(
+                field,
+                format!("{value:?} is not a duration like 90s, 30m, 1h or 1h30m"),
+            );
+        } else if parse_duration(value).is_ok_and(|d| d < Duration::from_secs(1)) {
+            self.fail(field, "must be at least 1s");
+        }
+    }
+}
+
+impl ArtifactTransferSpec {
+    /// Push (the destination is the store) or Pull (the source is).
+    pub fn direction(&self) -> Direction {
+        match self.destination {
+            TransferDestination::ArtifactStore(_) => Direction::Push,
+            TransferDestination::Registry(_) => Direction::Pull,
+        }
+    }
+
+    /// The artifact-store side of the transfer: the destination for a push, the source for
+    /// a pull. For a spec breaking the "exactly one side is the store" rule (both or none),
+    /// the destination if it is a store, else the source's if any, else an empty
+    /// [`StoreArtifact`]; [`Self::validate`] reports such specs.
+    pub fn store_side(&self) -> &StoreArtifact {
+        static EMPTY: LazyLock<StoreArtifact> = LazyLock::new(StoreArtifact::default);
+        match (&self.destination, &self.source) {
+            (TransferDestination::ArtifactStore(s), _) => s,
+            (_, TransferSource::ArtifactStore(s)) => s,
+            _ => &EMPTY,
+        }
+    }
+
+    /// `interval` as a [`Duration`].
+    pub fn interval(&self) -> Result<Duration, DurationError> {
+        parse_duration(&self.interval)
+    }
+
+    /// `timeout` as a [`Duration`].
+    pub fn timeout(&self) -> Result<Duration, DurationError> {
+        parse_duration(&self.timeout)
+    }
+
+    /// Checks the rules the CRD schema enforces (patterns, lengths, CEL rules), for specs
+    /// that did not come through an API server (e.g. the CLI's `transfer -f`). Returns
+    /// every broken rule, each naming its field (`spec.…`).
+    pub fn validate(&self) -> Result<(), Vec<ValidationError>> {
+        let mut c = Checker { errors: Vec::new() };
+        match &self.source {
+            TransferSource::Registry(r) => {
+                c.registry("spec.source.registry", r);
+                if RE_IMAGE.is_match(&r.image) && !RE_TAG_OR_DIGEST.is_match(&r.image) {
+                    c.fail(
+                        "spec.source.registry.image",
+                        "must end with a tag or a digest, e.g. host/repo:1.2.3 or host/repo@sha256:<64 hex>",
+                    );
+                }
+            }
+            TransferSource::HelmRepository(h) => {
+                let f = "spec.source.helmRepository";
+                c.pattern(
+                    &format!("{f}.url"),
+                    &h.url,
+                    &RE_HTTP_URL,
+                    2048,
+                    "an http:// or https:// URL without query",
+                );
+                if h.url.split_once("://").is_some_and(|(_, rest)| {
+                    rest.split('/')
+                        .next()
+                        .is_some_and(|auth| auth.contains('@'))
+                }) {
+                    c.fail(
+                        &format!("{f}.url"),
+                        "must not contain credentials: put them in a basic-auth Secret named by secretRef",
+                    );
+                }
+                if h.url.starts_with("http://") && (h.ca_secret_ref.is_some() || h.insecure) {
+                    c.fail(
+                        f,
+                        "caSecretRef and insecure apply to https:// repository URLs only",
+                    );
+                }
+                c.pattern(
+                    &format!("{f}.chart"),
+                    &h.chart,
+                    &RE_CHART_NAME,
+                    250,
+                    "a Helm chart name",
+                );
+                c.pattern(
+                    &format!("{f}.version"),
+                    &h.version,
+                    &RE_CHART_VERSION,
+                    128,
+                    "an exact SemVer chart version",
+                );
+                c.secret(&format!("{f}.secretRef"), h.secret_ref.as_ref());
+                c.secret(&format!("{f}.caSecretRef"), h.ca_secret_ref.as_ref());
+                if let TransferDestination::ArtifactStore(s) = &self.destination {
+                    if h.chart != s.artifact {
+                        c.fail(
+                            "spec",
+                            "a Helm chart pushed to an artifact store must have its chart name as the artifact name: source.helmRepository.chart must equal destination.artifactStore.artifact",
+                        );
+                    }
+                    if h.version != s.version {
+                        c.fail(
+                            "spec",
+                            "a Helm chart pushed to an artifact store must have its chart version as the artifact version: source.helmRepository.version must equal destination.artifactStore.version",
+                        );
+                    }
+                }
+            }
+            TransferSource::ConfigMap(m) => {
+                let f = "spec.source.configMap";
+                c.pattern(
+                    &format!("{f}.name"),
+                    &m.name,
+                    &RE_K8S_NAME,
+                    253,
+                    "a ConfigMap name",
+                );
+                c.pattern(
+                    &format!("{f}.key"),
+                    &m.key,
+                    &RE_CM_KEY,
+                    253,
+                    "a ConfigMap key",
+                );
+                c.pattern(
+                    &format!("{f}.mediaType"),
+                    &m.media_type,
+                    &RE_MEDIA_TYPE,
+                    255,
+                    "a media type type/subtype",
+                );
+            }
+            TransferSource::ArtifactStore(s) => c.store("spec.source.artifactStore", s),
+        }
+        match &self.destination {
+            TransferDestination::ArtifactStore(s) => c.store("spec.destination.artifactStore", s),
+            TransferDestination::Registry(r) => {
+                c.registry("spec.destination.registry", r);
+                if r.image.contains('@') {
+                    c.fail(
+                        "spec.destination.registry.image",
+                        "cannot be a digest reference: give a tag (or none: the artifact version is used)",
+                    );
+                }
+            }
+        }
+        let source_is_store = matches!(self.source, TransferSource::ArtifactStore(_));
+        let dest_is_store = matches!(self.destination, TransferDestination::ArtifactStore(_));
+        if source_is_store == dest_is_store {
+            c.fail(
+                "spec",
+                "exactly one side must be an artifactStore: destination.artifactStore to push into the store, or source.artifactStore to pull from it",
+            );
+        }
+        if !self.platforms.is_empty() {
+            if !matches!(
+                self.source,
+                TransferSource::Registry(_) | TransferSource::ArtifactStore(_)
+            ) {
+                c.fail(
+                    "spec.platforms",
+                    "platforms filters multi-arch images: it needs a registry or artifactStore source",
+                );
+            }
+            if self.platforms.len() > 32 {
+                c.fail("spec.platforms", "at most 32 platforms");
+            }
+            for (i, p) in self.platforms.iter().enumerate() {
+                c.pattern(
+                    &format!("spec.platforms[{i}]"),
+                    p,
+                    &RE_PLATFORM,
+                    64,
+                    "a platform os/arch[/variant] such as linux/amd64",
+                );
+            }
+            let mut seen = std::collections::HashSet::new();
+            for p in &self.platforms {
+                if !seen.insert(p) {
+                    c.fail("spec.platforms", format!("duplicate platform {p:?}"));
+                }
+            }
+        }
+        c.duration("spec.interval", &self.interval);
+        c.duration("spec.timeout", &self.timeout);
+        if c.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(c.errors)
+        }
+    }
+}
