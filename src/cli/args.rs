@@ -23,6 +23,41 @@ pub enum Command {
     /// Print the CustomResourceDefinitions (ArtifactStore, ArtifactTransfer,
     /// ClusterArtifactStore) as multi-document YAML, e.g. `crds | kubectl apply -f -`.
     Crds,
+    /// Run ArtifactTransfers from a YAML file exactly as the controller does, with the
+    /// stores, Secrets, ConfigMaps and Namespaces they need given beside them.
+    Transfer(TransferArgs),
+}
+
+/// How `transfer` prints statuses.
+#[derive(Clone, Copy, Debug, Default, ValueEnum, PartialEq, Eq)]
+pub enum StatusFormat {
+    /// The transfers with their status, as YAML documents.
+    #[default]
+    Yaml,
+    /// The transfers with their status, as a JSON list.
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct TransferArgs {
+    /// Multi-document YAML with ArtifactTransfer(s) and the ArtifactStore /
+    /// ClusterArtifactStore, Secret, ConfigMap and Namespace objects they reference
+    /// (`-` reads stdin).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Output format of the statuses.
+    #[arg(long, short = 'o', value_enum, default_value_t = StatusFormat::Yaml)]
+    pub output: StatusFormat,
+    /// Namespace of the controller: where ClusterArtifactStore Secrets live.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "aosm-system")]
+    pub namespace: String,
+    /// Blobs in flight at once per transfer.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// After every transfer succeeded, set each artifact manifest pushed to to `Uploaded`
+    /// (AOSM's updateState; the manifest then accepts no more pushes).
+    #[arg(long)]
+    pub mark_uploaded: bool,
 }
 
 /// How to print the result.

@@ -2,6 +2,7 @@
 
 mod args;
 mod output;
+mod transfer;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use aosm_artifact_operator::engine::{
 };
 use clap::Parser as _;
 
-use args::{Cli, Command, CopyArgs, OutputFormat, PushArgs, SideArgs};
+use args::{Cli, Command, CopyArgs, OutputFormat, PushArgs, SideArgs, StatusFormat, TransferArgs};
 
 /// Runs the CLI and maps the outcome to an exit code: 0 ok, 1 transfer failed, 2 bad input.
 pub fn main() -> ExitCode {
@@ -34,6 +35,7 @@ pub fn main() -> ExitCode {
             Command::Copy(args) => run_copy(args.resolve()).await,
             Command::Push(args) => run_push(args.resolve()).await,
             Command::Crds => print_crds(),
+            Command::Transfer(args) => run_transfer(args).await,
         }
     });
     match result {
@@ -43,6 +45,61 @@ pub fn main() -> ExitCode {
             eprintln!("error: {line}");
             ExitCode::from(if e.is_input_error() { 2 } else { 1 })
         }
+    }
+}
+
+/// `transfer -f FILE`: prints every transfer with its status; fails unless all are Ready.
+async fn run_transfer(args: TransferArgs) -> engine::Result<()> {
+    let docs = transfer::read_documents(&args.file)?;
+    let results =
+        transfer::run(&docs, &args.namespace, args.concurrency, args.mark_uploaded).await?;
+    match args.output {
+        StatusFormat::Json => {
+            let json = serde_json::to_string_pretty(&results)
+                .map_err(|e| EngineError::InvalidInput(format!("cannot encode statuses: {e}")))?;
+            println!("{json}");
+        }
+        StatusFormat::Yaml => {
+            for t in &results {
+                let yaml = serde_yaml::to_string(t).map_err(|e| {
+                    EngineError::InvalidInput(format!("cannot encode statuses: {e}"))
+                })?;
+                println!("---\n{}", yaml.trim_end());
+            }
+        }
+    }
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|t| {
+            !t.status.as_ref().is_some_and(|s| {
+                aosm_artifact_operator::api::conditions::is_true(&s.conditions, "Ready")
+            })
+        })
+        .map(|t| {
+            let reason = t
+                .status
+                .as_ref()
+                .and_then(|s| {
+                    aosm_artifact_operator::api::conditions::get_condition(&s.conditions, "Ready")
+                })
+                .map(|c| format!("{}: {}", c.reason, c.message))
+                .unwrap_or_default();
+            format!(
+                "{}/{} ({reason})",
+                t.metadata.namespace.as_deref().unwrap_or("default"),
+                t.metadata.name.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(EngineError::Failed(format!(
+            "{} of {} transfers are not Ready: {}",
+            failed.len(),
+            results.len(),
+            failed.join("; ")
+        )))
     }
 }
 

@@ -132,6 +132,9 @@ pub enum EngineError {
         /// What was wrong.
         reason: String,
     },
+    /// A multi-step operation failed; the message says which steps and why.
+    #[error("{0}")]
+    Failed(String),
     /// Local file I/O failed.
     #[error("{path}: {source}")]
     Io {

@@ -13,6 +13,7 @@ use super::request::{
     Destination, FileSource, Source, StoreArtifact, StoreConfig, TransferRequest,
 };
 use crate::aosm::{AcrCredential, ArmClient, CacheKey, CredentialCache, ManifestArtifact};
+pub use crate::api::Direction;
 use crate::engine::copy::{
     DEFAULT_CHUNK_SIZE, Endpoint, TransferOptions, TransferSummary, publish,
 };
@@ -23,15 +24,6 @@ use crate::engine::{
     CredentialSource, Credentials, EngineError, ImageRef, Progress, RegistryClient,
     RegistryOptions, Secret,
 };
-
-/// Which way the content moves relative to the store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum Direction {
-    /// Into the store.
-    Push,
-    /// Out of the store.
-    Pull,
-}
 
 /// What a successful transfer produced (the status to write).
 #[derive(Clone, Debug, Serialize)]

@@ -4,6 +4,8 @@
 pub mod error;
 pub mod execute;
 pub mod request;
+pub mod resolve;
+pub mod status;
 
 pub use error::{Reason, TransferError};
 pub use execute::{Direction, Executor, TransferOutcome};

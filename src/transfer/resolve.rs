@@ -1,0 +1,412 @@
+//! From Kubernetes objects to a [`TransferRequest`]: find the store the transfer names
+//! (checking it admits the namespace), read the Secrets and ConfigMaps it names, and
+//! turn them into engine credentials. Objects are handed in; nothing is fetched here.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::ResourceExt as _;
+
+use super::error::{Reason, TransferError};
+use super::request::{
+    Destination, FileSource, HelmSource, RegistrySide, Source, StoreArtifact as ResolvedArtifact,
+    StoreConfig, TransferRequest,
+};
+use crate::aosm::{Cloud, Identity, StoreId};
+use crate::api::{
+    ArtifactStore, ArtifactStoreSpec, ArtifactTransfer, AzureCloud, ClusterArtifactStore,
+    IdentityType, RegistryImage, StoreArtifact, StoreKind, TransferDestination, TransferSource,
+};
+use crate::engine::{Credentials, DockerConfigAuth, ImageRef, Secret as EngineSecret};
+
+/// The objects a transfer may reference.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Inputs<'a> {
+    /// Namespace of the controller (Secrets of ClusterArtifactStores).
+    pub controller_namespace: &'a str,
+    /// Labels of the transfer's namespace (for `allowedNamespaces`); `None` = unknown.
+    pub namespace_labels: Option<&'a BTreeMap<String, String>>,
+    /// Namespaced stores.
+    pub artifact_stores: &'a [ArtifactStore],
+    /// Cluster stores.
+    pub cluster_artifact_stores: &'a [ClusterArtifactStore],
+    /// Secrets (any namespace; matched by namespace and name).
+    pub secrets: &'a [Secret],
+    /// ConfigMaps (any namespace).
+    pub config_maps: &'a [ConfigMap],
+}
+
+fn secret<'a>(
+    inputs: &Inputs<'a>,
+    namespace: &str,
+    name: &str,
+    purpose: &str,
+) -> Result<&'a Secret, TransferError> {
+    inputs
+        .secrets
+        .iter()
+        .find(|s| s.name_any() == name && s.namespace().as_deref().unwrap_or("default") == namespace)
+        .ok_or_else(|| {
+            TransferError::permanent(
+                Reason::SecretNotFound,
+                format!("Secret {namespace}/{name} ({purpose}) does not exist; create it or fix the reference"),
+            )
+        })
+}
+
+/// A key of a Secret, from `data` or `stringData`.
+fn secret_key(s: &Secret, key: &str) -> Option<Vec<u8>> {
+    s.data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|v| v.0.clone())
+        .or_else(|| {
+            s.string_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|v| v.as_bytes().to_vec())
+        })
+}
+
+fn required_key(s: &Secret, key: &str, purpose: &str) -> Result<Vec<u8>, TransferError> {
+    secret_key(s, key).ok_or_else(|| {
+        TransferError::permanent(
+            Reason::SecretNotFound,
+            format!(
+                "Secret {}/{} ({purpose}) has no key {key:?}",
+                s.namespace().unwrap_or_default(),
+                s.name_any()
+            ),
+        )
+    })
+}
+
+fn utf8(bytes: Vec<u8>, what: &str) -> Result<String, TransferError> {
+    String::from_utf8(bytes)
+        .map(|s| s.trim().to_string())
+        .map_err(|_| {
+            TransferError::permanent(Reason::InvalidSpec, format!("{what} is not UTF-8 text"))
+        })
+}
+
+fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let labels_ok = selector
+        .match_labels
+        .as_ref()
+        .is_none_or(|m| m.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    let exprs_ok = selector.match_expressions.as_ref().is_none_or(|exprs| {
+        exprs.iter().all(|e| {
+            let values = e.values.clone().unwrap_or_default();
+            match e.operator.as_str() {
+                "In" => labels.get(&e.key).is_some_and(|v| values.contains(v)),
+                "NotIn" => labels.get(&e.key).is_none_or(|v| !values.contains(v)),
+                "Exists" => labels.contains_key(&e.key),
+                "DoesNotExist" => !labels.contains_key(&e.key),
+                _ => false,
+            }
+        })
+    });
+    labels_ok && exprs_ok
+}
+
+/// Finds the store a transfer names and checks it admits `namespace`.
+/// Returns its spec and the namespace its identity Secret lives in.
+pub fn find_store<'a>(
+    inputs: &Inputs<'a>,
+    namespace: &str,
+    kind: StoreKind,
+    name: &str,
+) -> Result<(&'a ArtifactStoreSpec, String), TransferError> {
+    match kind {
+        StoreKind::ArtifactStore => inputs
+            .artifact_stores
+            .iter()
+            .find(|s| s.name_any() == name && s.namespace().as_deref().unwrap_or("default") == namespace)
+            .map(|s| (s.store_spec(), namespace.to_string()))
+            .ok_or_else(|| {
+                TransferError::permanent(
+                    Reason::StoreNotAllowed,
+                    format!("ArtifactStore {namespace}/{name} does not exist; a transfer can use an ArtifactStore in its own namespace or a ClusterArtifactStore"),
+                )
+            }),
+        StoreKind::ClusterArtifactStore => {
+            let store = inputs
+                .cluster_artifact_stores
+                .iter()
+                .find(|s| s.name_any() == name)
+                .ok_or_else(|| {
+                    TransferError::permanent(Reason::StoreNotAllowed, format!("ClusterArtifactStore {name} does not exist"))
+                })?;
+            if let Some(selector) = &store.spec.allowed_namespaces {
+                let empty = BTreeMap::new();
+                let labels = inputs.namespace_labels.unwrap_or(&empty);
+                if !selector_matches(selector, labels) {
+                    return Err(TransferError::permanent(
+                        Reason::StoreNotAllowed,
+                        format!("ClusterArtifactStore {name} does not allow namespace {namespace} (its allowedNamespaces selector does not match the namespace's labels)"),
+                    ));
+                }
+            }
+            Ok((store.store_spec(), inputs.controller_namespace.to_string()))
+        }
+    }
+}
+
+/// The store's connection settings, with its identity Secret read.
+pub fn store_config(
+    inputs: &Inputs<'_>,
+    spec: &ArtifactStoreSpec,
+    secret_namespace: &str,
+) -> Result<StoreConfig, TransferError> {
+    let identity = match spec.identity.type_ {
+        IdentityType::WorkloadIdentity => Identity::WorkloadIdentity {
+            client_id: spec.identity.client_id.clone(),
+            tenant_id: spec.identity.tenant_id.clone(),
+        },
+        IdentityType::ManagedIdentity => Identity::ManagedIdentity {
+            client_id: spec.identity.client_id.clone(),
+        },
+        IdentityType::ClientSecret => {
+            let name = spec
+                .identity
+                .secret_ref
+                .as_ref()
+                .map(|r| r.name.as_str())
+                .ok_or_else(|| {
+                    TransferError::permanent(
+                        Reason::InvalidSpec,
+                        "identity type ClientSecret needs identity.secretRef",
+                    )
+                })?;
+            let purpose = "store identity";
+            let s = secret(inputs, secret_namespace, name, purpose)?;
+            Identity::ClientSecret {
+                tenant_id: match &spec.identity.tenant_id {
+                    Some(t) => t.clone(),
+                    None => utf8(required_key(s, "tenantId", purpose)?, "tenantId")?,
+                },
+                client_id: match &spec.identity.client_id {
+                    Some(c) => c.clone(),
+                    None => utf8(required_key(s, "clientId", purpose)?, "clientId")?,
+                },
+                client_secret: EngineSecret::new(utf8(
+                    required_key(s, "clientSecret", purpose)?,
+                    "clientSecret",
+                )?),
+            }
+        }
+    };
+    Ok(StoreConfig {
+        id: StoreId {
+            subscription_id: spec.subscription_id.clone(),
+            resource_group: spec.resource_group.clone(),
+            publisher: spec.publisher.clone(),
+            artifact_store: spec.artifact_store.clone(),
+        },
+        cloud: match spec.cloud {
+            AzureCloud::AzurePublic => Cloud::AzurePublic,
+            AzureCloud::AzureUsGovernment => Cloud::AzureUSGovernment,
+            AzureCloud::AzureChina => Cloud::AzureChina,
+            AzureCloud::Custom => Cloud::Custom,
+        },
+        arm_endpoint: spec.arm_endpoint.clone(),
+        authority_host: spec.authority_host.clone(),
+        api_version: spec.api_version.as_str().to_string(),
+        identity,
+    })
+}
+
+fn store_artifact(
+    inputs: &Inputs<'_>,
+    namespace: &str,
+    a: &StoreArtifact,
+) -> Result<ResolvedArtifact, TransferError> {
+    let (spec, secret_ns) = find_store(inputs, namespace, a.store_ref.kind, &a.store_ref.name)?;
+    Ok(ResolvedArtifact {
+        store: store_config(inputs, spec, &secret_ns)?,
+        manifest: a.manifest.clone(),
+        artifact: a.artifact.clone(),
+        version: a.version.clone(),
+    })
+}
+
+fn ca_pem(
+    inputs: &Inputs<'_>,
+    namespace: &str,
+    r: Option<&crate::api::SecretRef>,
+) -> Result<Option<Vec<u8>>, TransferError> {
+    match r {
+        None => Ok(None),
+        Some(r) => {
+            let s = secret(inputs, namespace, &r.name, "CA bundle")?;
+            Ok(Some(required_key(s, "ca.crt", "CA bundle")?))
+        }
+    }
+}
+
+fn registry_side(
+    inputs: &Inputs<'_>,
+    namespace: &str,
+    r: &RegistryImage,
+) -> Result<RegistrySide, TransferError> {
+    let credentials = match &r.secret_ref {
+        None => Credentials::Anonymous,
+        Some(sr) => {
+            let purpose = "registry credentials";
+            let s = secret(inputs, namespace, &sr.name, purpose)?;
+            let json = secret_key(s, ".dockerconfigjson")
+                .or_else(|| secret_key(s, "config.json"))
+                .ok_or_else(|| {
+                    TransferError::permanent(
+                        Reason::SecretNotFound,
+                        format!("Secret {namespace}/{} ({purpose}) has no .dockerconfigjson key; create it with kubectl create secret docker-registry", sr.name),
+                    )
+                })?;
+            let config = DockerConfigAuth::parse(&json).map_err(|e| {
+                TransferError::permanent(
+                    Reason::InvalidSpec,
+                    format!("Secret {namespace}/{}: {e}", sr.name),
+                )
+            })?;
+            let host = ImageRef::parse(&r.image)?.registry;
+            config.lookup(&host).ok_or_else(|| {
+                TransferError::permanent(
+                    Reason::SecretNotFound,
+                    format!(
+                        "Secret {namespace}/{} has no credentials for registry {host}",
+                        sr.name
+                    ),
+                )
+            })?
+        }
+    };
+    Ok(RegistrySide {
+        image: r.image.clone(),
+        credentials,
+        ca_pem: ca_pem(inputs, namespace, r.ca_secret_ref.as_ref())?,
+        insecure: r.insecure,
+        plain_http: r.plain_http,
+    })
+}
+
+/// Resolves a transfer into a request the executor can run.
+pub fn resolve(
+    transfer: &ArtifactTransfer,
+    inputs: &Inputs<'_>,
+) -> Result<TransferRequest, TransferError> {
+    let namespace = transfer
+        .namespace()
+        .unwrap_or_else(|| "default".to_string());
+    let ns = namespace.as_str();
+    let spec = &transfer.spec;
+    let source = match &spec.source {
+        TransferSource::Registry(r) => Source::Registry(registry_side(inputs, ns, r)?),
+        TransferSource::HelmRepository(h) => {
+            let credentials = match &h.secret_ref {
+                None => Credentials::Anonymous,
+                Some(sr) => {
+                    let purpose = "Helm repository credentials";
+                    let s = secret(inputs, ns, &sr.name, purpose)?;
+                    Credentials::basic(
+                        utf8(required_key(s, "username", purpose)?, "username")?,
+                        utf8(required_key(s, "password", purpose)?, "password")?,
+                    )
+                }
+            };
+            Source::HelmRepository(HelmSource {
+                url: h.url.clone(),
+                chart: h.chart.clone(),
+                version: h.version.clone(),
+                credentials,
+                ca_pem: ca_pem(inputs, ns, h.ca_secret_ref.as_ref())?,
+                insecure: h.insecure,
+            })
+        }
+        TransferSource::ConfigMap(c) => {
+            let cm = inputs
+                .config_maps
+                .iter()
+                .find(|m| {
+                    m.name_any() == c.name && m.namespace().as_deref().unwrap_or("default") == ns
+                })
+                .ok_or_else(|| {
+                    TransferError::permanent(
+                        Reason::ConfigMapNotFound,
+                        format!("ConfigMap {ns}/{} does not exist", c.name),
+                    )
+                })?;
+            let data = cm
+                .data
+                .as_ref()
+                .and_then(|d| d.get(&c.key))
+                .map(|v| v.as_bytes().to_vec())
+                .or_else(|| {
+                    cm.binary_data
+                        .as_ref()
+                        .and_then(|d| d.get(&c.key))
+                        .map(|v| v.0.clone())
+                })
+                .ok_or_else(|| {
+                    TransferError::permanent(
+                        Reason::ConfigMapNotFound,
+                        format!("ConfigMap {ns}/{} has no key {:?}", c.name, c.key),
+                    )
+                })?;
+            Source::File(FileSource {
+                name: c.key.clone(),
+                media_type: c.media_type.clone(),
+                data,
+            })
+        }
+        TransferSource::ArtifactStore(a) => Source::Store(Box::new(store_artifact(inputs, ns, a)?)),
+    };
+    let destination = match &spec.destination {
+        TransferDestination::ArtifactStore(a) => {
+            Destination::Store(Box::new(store_artifact(inputs, ns, a)?))
+        }
+        TransferDestination::Registry(r) => Destination::Registry(registry_side(inputs, ns, r)?),
+    };
+    let platforms = spec
+        .platforms
+        .iter()
+        .map(|p| {
+            p.parse()
+                .map_err(|e: String| TransferError::permanent(Reason::InvalidSpec, e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TransferRequest {
+        source,
+        destination,
+        platforms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_selectors() {
+        let labels: BTreeMap<String, String> =
+            [("aosm-publish".to_string(), "true".to_string())].into();
+        let sel = |yaml: &str| -> LabelSelector { serde_yaml::from_str(yaml).unwrap() };
+        assert!(selector_matches(
+            &sel("matchLabels: {aosm-publish: 'true'}"),
+            &labels
+        ));
+        assert!(!selector_matches(
+            &sel("matchLabels: {aosm-publish: 'false'}"),
+            &labels
+        ));
+        assert!(selector_matches(
+            &sel("matchExpressions: [{key: aosm-publish, operator: Exists}]"),
+            &labels
+        ));
+        assert!(!selector_matches(
+            &sel("matchExpressions: [{key: x, operator: In, values: [a]}]"),
+            &labels
+        ));
+        assert!(selector_matches(&sel("{}"), &labels));
+    }
+}

@@ -1,0 +1,100 @@
+//! The `ArtifactTransfer` status for an outcome: kstatus conditions (Ready, Reconciling,
+//! Stalled) and the result fields.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::error::TransferError;
+use super::execute::TransferOutcome;
+use crate::api::ArtifactTransferStatus;
+use crate::api::conditions::{
+    self, FALSE, READY, RECONCILING, STALLED, TRUE, new_condition, reason as reasons, set_condition,
+};
+use crate::api::transfer::TransferProgress;
+
+/// Applies a successful outcome: Ready=True, no Reconciling or Stalled.
+pub fn succeeded(
+    status: &mut ArtifactTransferStatus,
+    outcome: &TransferOutcome,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let s = &outcome.summary;
+    let message = format!(
+        "{} {} ({}): {} blobs copied, {} skipped, {} mounted",
+        match outcome.direction {
+            super::Direction::Push => "pushed to",
+            super::Direction::Pull => "pulled to",
+        },
+        outcome.destination_ref,
+        outcome.digest,
+        s.blobs_copied,
+        s.blobs_skipped,
+        s.blobs_mounted
+    );
+    set_condition(
+        &mut status.conditions,
+        new_condition(READY, TRUE, reasons::SUCCEEDED, message, generation, now),
+    );
+    conditions::remove_condition(&mut status.conditions, RECONCILING);
+    conditions::remove_condition(&mut status.conditions, STALLED);
+    status.observed_generation = generation;
+    status.direction = Some(outcome.direction);
+    status.source_digest = Some(outcome.source_digest.clone());
+    status.short_digest = Some(short_digest(&outcome.digest));
+    status.digest = Some(outcome.digest.clone());
+    status.destination_ref = Some(outcome.destination_ref.clone());
+    status.artifact_type = Some(outcome.artifact_type.clone());
+    status.progress = Some(TransferProgress {
+        bytes_total: s.bytes_total as i64,
+        bytes_done: s.bytes_total as i64,
+        blobs_total: (s.blobs_copied + s.blobs_skipped + s.blobs_mounted) as i64,
+        blobs_copied: s.blobs_copied as i64,
+        blobs_skipped: s.blobs_skipped as i64,
+        blobs_mounted: s.blobs_mounted as i64,
+    });
+    status.completed_at = Some(Time(now));
+}
+
+/// Applies a failure: permanent → Stalled=True with the reason; transient → Reconciling
+/// with `ProgressingWithRetry`. Ready=False either way.
+pub fn failed(
+    status: &mut ArtifactTransferStatus,
+    error: &TransferError,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let message = error.message.clone();
+    if error.is_transient() {
+        let reason = reasons::PROGRESSING_WITH_RETRY;
+        set_condition(
+            &mut status.conditions,
+            new_condition(READY, FALSE, reason, message.clone(), generation, now),
+        );
+        set_condition(
+            &mut status.conditions,
+            new_condition(RECONCILING, TRUE, reason, message, generation, now),
+        );
+        conditions::remove_condition(&mut status.conditions, STALLED);
+    } else {
+        let reason = error.reason.as_str();
+        set_condition(
+            &mut status.conditions,
+            new_condition(READY, FALSE, reason, message.clone(), generation, now),
+        );
+        set_condition(
+            &mut status.conditions,
+            new_condition(STALLED, TRUE, reason, message, generation, now),
+        );
+        conditions::remove_condition(&mut status.conditions, RECONCILING);
+    }
+    status.observed_generation = generation;
+}
+
+/// `sha256:0123456789ab` (12 hex digits), for the printer column.
+pub fn short_digest(digest: &str) -> String {
+    match digest.split_once(':') {
+        Some((alg, hex)) if hex.len() > 12 => format!("{alg}:{}", &hex[..12]),
+        _ => digest.to_string(),
+    }
+}
