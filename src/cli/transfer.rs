@@ -30,12 +30,15 @@ fn bad(path: &Path, index: usize, what: impl std::fmt::Display) -> EngineError {
     EngineError::InvalidInput(format!("{} document {}: {what}", path.display(), index + 1))
 }
 
+/// Decodes through JSON, as the API server does: serde_yaml 0.9 would expect YAML tags for
+/// the one-of enums (`source: {registry: ...}`), which Kubernetes manifests never use.
 fn typed<T: serde::de::DeserializeOwned>(
     path: &Path,
     index: usize,
     value: serde_yaml::Value,
 ) -> Result<T, EngineError> {
-    serde_yaml::from_value(value).map_err(|e| bad(path, index, e))
+    let json: serde_json::Value = serde_yaml::from_value(value).map_err(|e| bad(path, index, e))?;
+    serde_json::from_value(json).map_err(|e| bad(path, index, e))
 }
 
 /// Reads every document of `path` (`-` = stdin).
