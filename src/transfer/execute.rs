@@ -137,7 +137,14 @@ impl Executor {
 
     /// The ARM client for a store (one per store configuration).
     pub fn arm(&self, store: &StoreConfig) -> Result<Arc<ArmClient>, TransferError> {
-        let key = format!("{store:?}");
+        // Debug hides the client secret; a fingerprint keeps two secrets apart.
+        let fingerprint = match &store.identity {
+            crate::aosm::Identity::ClientSecret { client_secret, .. } => {
+                crate::engine::digest::sha256_digest(client_secret.expose().as_bytes())
+            }
+            _ => String::new(),
+        };
+        let key = format!("{store:?}|{fingerprint}");
         let mut clients = self.arm_clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = clients.get(&key) {
             return Ok(c.clone());
