@@ -104,9 +104,35 @@ impl std::fmt::Debug for RegistryClient {
     }
 }
 
-/// Builds a reqwest client trusting the system roots, `SSL_CERT_FILE` when set, `ca_file`
-/// and the PEM bundle `ca_pem`.
+/// A reqwest client trusting the system roots, `SSL_CERT_FILE` when set, `ca_file` and the
+/// PEM bundle `ca_pem`. Clients are shared process-wide per TLS setting: loading the system
+/// roots costs tens of milliseconds, and a shared client also shares its connection pool.
 pub fn http_client(
+    insecure: bool,
+    ca_file: Option<&std::path::Path>,
+    ca_pem: Option<&[u8]>,
+) -> Result<reqwest::Client> {
+    type Key = (bool, Option<PathBuf>, Option<String>);
+    static CLIENTS: std::sync::OnceLock<std::sync::Mutex<HashMap<Key, reqwest::Client>>> =
+        std::sync::OnceLock::new();
+    let key: Key = (
+        insecure,
+        ca_file.map(std::path::Path::to_path_buf),
+        ca_pem.map(sha256_digest),
+    );
+    let clients = CLIENTS.get_or_init(Default::default);
+    if let Some(c) = clients.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(c.clone());
+    }
+    let client = build_http_client(insecure, ca_file, ca_pem)?;
+    clients
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, client.clone());
+    Ok(client)
+}
+
+fn build_http_client(
     insecure: bool,
     ca_file: Option<&std::path::Path>,
     ca_pem: Option<&[u8]>,
