@@ -7,7 +7,7 @@ SHELL := bash
 # installed and cached by scripts/tools.sh, which prints their bin directory last.
 TOOLS := bash scripts/tools.sh
 
-.PHONY: help test build demo bench fmt lint tools
+.PHONY: help test build demo bench fmt lint tools crds
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ demo: ## start local registries + Helm repo, copy an image index and a chart wit
 
 bench: ## copy benchmark against crane, oras, skopeo, regctl (RUNS=5 by default)
 	bash scripts/bench-copy.sh
+
+crds: ## regenerate crds/ from the Rust types in src/api (a test fails while they are stale)
+	AOSM_UPDATE_CRDS=1 cargo test --test api crds_are_up_to_date
 
 fmt: ## format the Rust code
 	cargo fmt --all

@@ -112,6 +112,66 @@ pub mod patterns {
     pub const DURATION: &str = super::duration::DURATION_PATTERN;
 }
 
+/// Deserializes `value` into `T` and refuses fields `T` does not know, as `kubectl apply`
+/// (strict field validation) does: the error names them (`unknown field "spec.sources"`).
+/// For objects read from files (the CLI); objects from the API server are already pruned,
+/// and the types stay lenient there so a newer CRD does not break an older controller.
+pub fn from_value_strict<T>(value: serde_json::Value) -> Result<T, String>
+where
+    T: serde::de::DeserializeOwned + Serialize,
+{
+    let typed: T = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+    let back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+    let unknown = unknown_fields(&value, &back);
+    if unknown.is_empty() {
+        Ok(typed)
+    } else {
+        Err(unknown
+            .iter()
+            .map(|f| format!("unknown field {f:?}"))
+            .collect::<Vec<_>>()
+            .join(", "))
+    }
+}
+
+/// Paths of the keys of `input` (JSON) that are missing from `known` (the same value
+/// after a round trip through a Rust type): fields the type does not know. `null` values
+/// are ignored.
+pub fn unknown_fields(input: &serde_json::Value, known: &serde_json::Value) -> Vec<String> {
+    fn walk(
+        input: &serde_json::Value,
+        known: &serde_json::Value,
+        path: &str,
+        out: &mut Vec<String>,
+    ) {
+        match (input, known) {
+            (serde_json::Value::Object(i), serde_json::Value::Object(k)) => {
+                for (key, value) in i {
+                    let child = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    match k.get(key) {
+                        Some(kv) => walk(value, kv, &child, out),
+                        None if value.is_null() => {}
+                        None => out.push(child),
+                    }
+                }
+            }
+            (serde_json::Value::Array(i), serde_json::Value::Array(k)) => {
+                for (n, (iv, kv)) in i.iter().zip(k).enumerate() {
+                    walk(iv, kv, &format!("{path}[{n}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(input, known, "", &mut out);
+    out
+}
+
 /// The three CustomResourceDefinitions, in a stable order: ArtifactStore,
 /// ArtifactTransfer, ClusterArtifactStore (the order of their file names in `crds/`).
 ///
@@ -224,6 +284,20 @@ mod tests {
             let back: CustomResourceDefinition = serde_yaml::from_str(doc).unwrap();
             assert_eq!(back, crd);
         }
+    }
+
+    #[test]
+    fn strict_deserialization_names_unknown_fields() {
+        let good = serde_json::json!({"name": "x"});
+        assert_eq!(from_value_strict::<SecretRef>(good).unwrap().name, "x");
+        let bad = serde_json::json!({"name": "x", "nmae": "y", "other": null});
+        assert_eq!(
+            from_value_strict::<SecretRef>(bad).unwrap_err(),
+            "unknown field \"nmae\""
+        );
+        let nested = serde_json::json!({"a": [{"b": 1, "c": 2}]});
+        let known = serde_json::json!({"a": [{"b": 1}]});
+        assert_eq!(unknown_fields(&nested, &known), ["a[0].c"]);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! `ArtifactTransfer` (namespaced): one artifact moved from a source to a destination,
 //! exactly one of which is an AOSM artifact store (push into the store, or pull from it).
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -81,15 +82,15 @@ use super::{SecretRef, patterns};
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("has(self.source.artifactStore) != has(self.destination.artifactStore)")
+    validation = Rule::new("!has(self.source) || !has(self.destination) || has(self.source.artifactStore) != has(self.destination.artifactStore)")
         .message("exactly one side must be an artifactStore: destination.artifactStore to push into the store, or source.artifactStore to pull from it"),
-    validation = Rule::new("!has(self.platforms) || size(self.platforms) == 0 || has(self.source.registry) || has(self.source.artifactStore)")
+    validation = Rule::new("!has(self.platforms) || size(self.platforms) == 0 || !has(self.source) || has(self.source.registry) || has(self.source.artifactStore)")
         .message("platforms filters multi-arch images: it needs a registry or artifactStore source")
         .field_path(".platforms")
         .reason(Reason::FieldValueForbidden),
-    validation = Rule::new("!has(self.source.helmRepository) || !has(self.destination.artifactStore) || self.source.helmRepository.chart == self.destination.artifactStore.artifact")
+    validation = Rule::new("!has(self.source) || !has(self.destination) || !has(self.source.helmRepository) || !has(self.destination.artifactStore) || self.source.helmRepository.chart == self.destination.artifactStore.artifact")
         .message("a Helm chart pushed to an artifact store must have its chart name as the artifact name: source.helmRepository.chart must equal destination.artifactStore.artifact"),
-    validation = Rule::new("!has(self.source.helmRepository) || !has(self.destination.artifactStore) || self.source.helmRepository.version == self.destination.artifactStore.version")
+    validation = Rule::new("!has(self.source) || !has(self.destination) || !has(self.source.helmRepository) || !has(self.destination.artifactStore) || self.source.helmRepository.version == self.destination.artifactStore.version")
         .message("a Helm chart pushed to an artifact store must have its chart version as the artifact version: source.helmRepository.version must equal destination.artifactStore.version"),
 )]
 pub struct ArtifactTransferSpec {
@@ -126,14 +127,14 @@ pub struct ArtifactTransferSpec {
     /// units `ms`, `s`, `m`, `h`, at least `1s`. Default `1h`. Examples: `10m`, `1h30m`.
     #[serde(default = "default_interval")]
     #[schemars(regex(pattern = patterns::DURATION), length(max = 32))]
-    #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("interval must be at least 1s"))]
+    #[x_kube(validation = Rule::new("!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || duration(self) >= duration('1s')").message("interval must be at least 1s"))]
     pub interval: String,
 
     /// How long one attempt may take before it is abandoned and retried with backoff.
     /// Go duration syntax (`ms`, `s`, `m`, `h`), at least `1s`. Default `30m`.
     #[serde(default = "default_timeout")]
     #[schemars(regex(pattern = patterns::DURATION), length(max = 32))]
-    #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("timeout must be at least 1s"))]
+    #[x_kube(validation = Rule::new("!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || duration(self) >= duration('1s')").message("timeout must be at least 1s"))]
     pub timeout: String,
 
     /// When true, the controller does nothing for this transfer (no copy, no re-check)
@@ -503,52 +504,63 @@ impl fmt::Display for ValidationError {
 
 impl std::error::Error for ValidationError {}
 
-fn re(pattern: &'static str) -> Regex {
-    Regex::new(pattern).expect("schema patterns are valid regexes")
+/// The compiled form of a schema pattern (compiled once per pattern).
+fn re(pattern: &'static str) -> &'static Regex {
+    static CACHE: LazyLock<Mutex<HashMap<&'static str, &'static Regex>>> =
+        LazyLock::new(Default::default);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    cache.entry(pattern).or_insert_with(|| {
+        Box::leak(Box::new(
+            Regex::new(pattern).expect("schema patterns are valid regexes"),
+        ))
+    })
 }
 
-static RE_IMAGE: LazyLock<Regex> = LazyLock::new(|| re(patterns::IMAGE));
-static RE_TAG_OR_DIGEST: LazyLock<Regex> = LazyLock::new(|| re(patterns::IMAGE_TAG_OR_DIGEST));
-static RE_HTTP_URL: LazyLock<Regex> = LazyLock::new(|| re(patterns::HTTP_URL));
-static RE_CHART_NAME: LazyLock<Regex> = LazyLock::new(|| re(patterns::CHART_NAME));
-static RE_CHART_VERSION: LazyLock<Regex> = LazyLock::new(|| re(patterns::CHART_VERSION));
-static RE_K8S_NAME: LazyLock<Regex> = LazyLock::new(|| re(patterns::K8S_NAME));
-static RE_CM_KEY: LazyLock<Regex> = LazyLock::new(|| re(patterns::CONFIG_MAP_KEY));
-static RE_MEDIA_TYPE: LazyLock<Regex> = LazyLock::new(|| re(patterns::MEDIA_TYPE));
-static RE_ARM_NAME: LazyLock<Regex> = LazyLock::new(|| re(patterns::ARM_NAME));
-static RE_ARTIFACT: LazyLock<Regex> = LazyLock::new(|| re(patterns::ARTIFACT_NAME));
-static RE_VERSION: LazyLock<Regex> = LazyLock::new(|| re(patterns::VERSION));
-static RE_PLATFORM: LazyLock<Regex> = LazyLock::new(|| re(patterns::PLATFORM));
-static RE_DURATION: LazyLock<Regex> = LazyLock::new(|| re(patterns::DURATION));
-
-struct Checker {
+/// Collects broken rules (shared by the transfer and store checks).
+#[derive(Default)]
+pub(super) struct Checker {
     errors: Vec<ValidationError>,
 }
 
 impl Checker {
-    fn fail(&mut self, field: &str, message: impl Into<String>) {
+    pub(super) fn fail(&mut self, field: &str, message: impl Into<String>) {
         self.errors.push(ValidationError {
             field: field.to_string(),
             message: message.into(),
         });
     }
 
-    fn pattern(&mut self, field: &str, value: &str, re: &Regex, max: usize, what: &str) {
+    pub(super) fn finish(self) -> Result<(), Vec<ValidationError>> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(self.errors)
+        }
+    }
+
+    pub(super) fn pattern(
+        &mut self,
+        field: &str,
+        value: &str,
+        pattern: &'static str,
+        max: usize,
+        what: &str,
+    ) {
         if value.is_empty() {
             self.fail(field, "must not be empty");
-        } else if value.len() > max {
+        } else if value.chars().count() > max {
             self.fail(field, format!("must be at most {max} characters"));
-        } else if !re.is_match(value) {
+        } else if !re(pattern).is_match(value) {
             self.fail(field, format!("{value:?} is not {what}"));
         }
     }
 
-    fn secret(&mut self, field: &str, secret: Option<&SecretRef>) {
+    pub(super) fn secret(&mut self, field: &str, secret: Option<&SecretRef>) {
         if let Some(s) = secret {
             self.pattern(
                 &format!("{field}.name"),
                 &s.name,
-                &RE_K8S_NAME,
+                patterns::K8S_NAME,
                 253,
                 "a Secret name",
             );
@@ -559,7 +571,7 @@ impl Checker {
         self.pattern(
             &format!("{field}.image"),
             &r.image,
-            &RE_IMAGE,
+            patterns::IMAGE,
             512,
             "an image reference host[:port]/repository[:tag][@sha256:<64 hex>] with an explicit registry host",
         );
@@ -577,35 +589,35 @@ impl Checker {
         self.pattern(
             &format!("{field}.storeRef.name"),
             &s.store_ref.name,
-            &RE_K8S_NAME,
+            patterns::K8S_NAME,
             253,
             "a store name",
         );
         self.pattern(
             &format!("{field}.manifest"),
             &s.manifest,
-            &RE_ARM_NAME,
+            patterns::ARM_NAME,
             128,
             "an artifact manifest name",
         );
         self.pattern(
             &format!("{field}.artifact"),
             &s.artifact,
-            &RE_ARTIFACT,
+            patterns::ARTIFACT_NAME,
             256,
             "an artifact name (a lowercase OCI repository path)",
         );
         self.pattern(
             &format!("{field}.version"),
             &s.version,
-            &RE_VERSION,
+            patterns::VERSION,
             64,
             "a version in the MAJOR.MINOR.PATCH format AOSM/ACR require (e.g. 1.0.0)",
         );
     }
 
     fn duration(&mut self, field: &str, value: &str) {
-        if value.len() > 32 || !RE_DURATION.is_match(value) {
+        if value.len() > 32 || !re(patterns::DURATION).is_match(value) {
             self.fail(
                 field,
                 format!("{value:?} is not a duration like 90s, 30m, 1h or 1h30m"),
@@ -652,11 +664,13 @@ impl ArtifactTransferSpec {
     /// that did not come through an API server (e.g. the CLI's `transfer -f`). Returns
     /// every broken rule, each naming its field (`spec.…`).
     pub fn validate(&self) -> Result<(), Vec<ValidationError>> {
-        let mut c = Checker { errors: Vec::new() };
+        let mut c = Checker::default();
         match &self.source {
             TransferSource::Registry(r) => {
                 c.registry("spec.source.registry", r);
-                if RE_IMAGE.is_match(&r.image) && !RE_TAG_OR_DIGEST.is_match(&r.image) {
+                if re(patterns::IMAGE).is_match(&r.image)
+                    && !re(patterns::IMAGE_TAG_OR_DIGEST).is_match(&r.image)
+                {
                     c.fail(
                         "spec.source.registry.image",
                         "must end with a tag or a digest, e.g. host/repo:1.2.3 or host/repo@sha256:<64 hex>",
@@ -668,7 +682,7 @@ impl ArtifactTransferSpec {
                 c.pattern(
                     &format!("{f}.url"),
                     &h.url,
-                    &RE_HTTP_URL,
+                    patterns::HTTP_URL,
                     2048,
                     "an http:// or https:// URL without query",
                 );
@@ -691,14 +705,14 @@ impl ArtifactTransferSpec {
                 c.pattern(
                     &format!("{f}.chart"),
                     &h.chart,
-                    &RE_CHART_NAME,
+                    patterns::CHART_NAME,
                     250,
                     "a Helm chart name",
                 );
                 c.pattern(
                     &format!("{f}.version"),
                     &h.version,
-                    &RE_CHART_VERSION,
+                    patterns::CHART_VERSION,
                     128,
                     "an exact SemVer chart version",
                 );
@@ -724,21 +738,21 @@ impl ArtifactTransferSpec {
                 c.pattern(
                     &format!("{f}.name"),
                     &m.name,
-                    &RE_K8S_NAME,
+                    patterns::K8S_NAME,
                     253,
                     "a ConfigMap name",
                 );
                 c.pattern(
                     &format!("{f}.key"),
                     &m.key,
-                    &RE_CM_KEY,
+                    patterns::CONFIG_MAP_KEY,
                     253,
                     "a ConfigMap key",
                 );
                 c.pattern(
                     &format!("{f}.mediaType"),
                     &m.media_type,
-                    &RE_MEDIA_TYPE,
+                    patterns::MEDIA_TYPE,
                     255,
                     "a media type type/subtype",
                 );
@@ -782,7 +796,7 @@ impl ArtifactTransferSpec {
                 c.pattern(
                     &format!("spec.platforms[{i}]"),
                     p,
-                    &RE_PLATFORM,
+                    patterns::PLATFORM,
                     64,
                     "a platform os/arch[/variant] such as linux/amd64",
                 );
@@ -796,10 +810,6 @@ impl ArtifactTransferSpec {
         }
         c.duration("spec.interval", &self.interval);
         c.duration("spec.timeout", &self.timeout);
-        if c.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(c.errors)
-        }
+        c.finish()
     }
 }
