@@ -75,6 +75,20 @@ fn cli_crds_output_is_the_three_files_concatenated() {
     assert_eq!(api::crds_yaml(), concatenated);
 }
 
+#[test]
+fn cli_crds_subcommand_prints_them() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aosm-artifact-operator"))
+        .arg("crds")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), api::crds_yaml());
+}
+
 // ---------------------------------------------------------------------------------------
 // Offline validation, as close to the API server's as we can get.
 

@@ -1,5 +1,17 @@
 //! `ArtifactTransfer` (namespaced): one artifact moved from a source to a destination,
 //! exactly one of which is an AOSM artifact store (push into the store, or pull from it).
+//!
+//! `spec.source` and `spec.destination` are Rust enums (externally tagged: `{registry:
+//! {...}}`), so a spec with two sources does not even deserialize; the schema carries the
+//! same one-of as `oneOf` + a CEL rule with a readable message.
+//!
+//! Printer columns: a column's JSONPath can neither pick "whichever side is the store" nor
+//! cut a string, so the status carries display copies: `status.artifact` /
+//! `status.version` (the store side, set by [`ArtifactTransferStatus::describe`]) and
+//! `status.shortDigest` (12 hex digits, set with `digest` by
+//! [`ArtifactTransferStatus::set_digest`]). `kubectl get at` shows Ready, Direction,
+//! Artifact, Version, Digest (short), Age; `-o wide` adds the full digest and the Ready
+//! message.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -625,6 +637,18 @@ impl Checker {
         } else if parse_duration(value).is_ok_and(|d| d < Duration::from_secs(1)) {
             self.fail(field, "must be at least 1s");
         }
+    }
+}
+
+impl ArtifactTransfer {
+    /// The value of the `artifacts.aosm.dev/requested-at` annotation, if set: a new value
+    /// (different from `status.lastHandledReconcileAt`) asks for a re-run.
+    pub fn requested_at(&self) -> Option<&str> {
+        self.metadata
+            .annotations
+            .as_ref()?
+            .get(super::REQUESTED_AT_ANNOTATION)
+            .map(String::as_str)
     }
 }
 
