@@ -7,7 +7,7 @@ SHELL := bash
 # installed and cached by scripts/tools.sh, which prints their bin directory last.
 TOOLS := bash scripts/tools.sh
 
-.PHONY: help test build demo bench fmt lint tools crds
+.PHONY: help test build demo bench fmt lint tools crds crdcheck
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -40,6 +40,10 @@ bench: ## copy benchmark against crane, oras, skopeo, regctl (RUNS=5 by default)
 
 crds: ## regenerate crds/ from the Rust types in src/api (a test fails while they are stale)
 	AOSM_UPDATE_CRDS=1 cargo test --test api crds_are_up_to_date
+
+crdcheck: ## check crds/, examples/, tests/fixtures/invalid/ with the API server's validation code (Go)
+	cd tests/crdcheck && go build -o $(CURDIR)/target/crdcheck .
+	target/crdcheck crds examples tests/fixtures/invalid
 
 fmt: ## format the Rust code
 	cargo fmt --all
