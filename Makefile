@@ -7,10 +7,10 @@ SHELL := bash
 # installed and cached by scripts/tools.sh, which prints their bin directory last.
 TOOLS := bash scripts/tools.sh
 
-.PHONY: help test build demo bench fmt lint tools crds crdcheck
+.PHONY: help test build demo bench fmt lint tools transfer-example crds crdcheck
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
 tools: ## install/cache the pinned tools and print their versions
 	@$(TOOLS) >/dev/null
@@ -34,6 +34,9 @@ build: ## release build: target/release/aosm-artifact-operator
 
 demo: ## start local registries + Helm repo, copy an image index and a chart with the CLI
 	bash scripts/demo.sh
+
+transfer-example: ## transfer -f against the local AOSM emulator (image + ARM template into a store)
+	bash scripts/transfer-example.sh
 
 bench: ## copy benchmark against crane, oras, skopeo, regctl (RUNS=5 by default)
 	bash scripts/bench-copy.sh
