@@ -7,10 +7,11 @@ use std::path::Path;
 
 use aosm_artifact_operator::api::{
     ArtifactStore, ArtifactTransfer, ArtifactTransferStatus, ClusterArtifactStore,
+    from_value_strict,
 };
 use aosm_artifact_operator::engine::{EngineError, NoProgress};
 use aosm_artifact_operator::transfer::resolve::{Inputs, resolve};
-use aosm_artifact_operator::transfer::{Destination, Executor, TransferError, status};
+use aosm_artifact_operator::transfer::{Destination, Executor, Reason, TransferError, status};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::ResourceExt as _;
 use serde::Deserialize as _;
@@ -32,13 +33,48 @@ fn bad(path: &Path, index: usize, what: impl std::fmt::Display) -> EngineError {
 
 /// Decodes through JSON, as the API server does: serde_yaml 0.9 would expect YAML tags for
 /// the one-of enums (`source: {registry: ...}`), which Kubernetes manifests never use.
-fn typed<T: serde::de::DeserializeOwned>(
+fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(
     path: &Path,
     index: usize,
     value: serde_yaml::Value,
 ) -> Result<T, EngineError> {
     let json: serde_json::Value = serde_yaml::from_value(value).map_err(|e| bad(path, index, e))?;
-    serde_json::from_value(json).map_err(|e| bad(path, index, e))
+    // Unknown fields are refused as `kubectl apply` refuses them (a typo is not ignored).
+    from_value_strict(json).map_err(|e| bad(path, index, e))
+}
+
+/// The checks the API server's schema would make, for objects that never passed through one.
+fn check_spec(t: &ArtifactTransfer, docs: &Documents) -> Result<(), TransferError> {
+    let mut problems: Vec<String> = Vec::new();
+    if let Err(errors) = t.spec.validate() {
+        problems.extend(
+            errors
+                .into_iter()
+                .map(|e| format!("{}: {}", e.field, e.message)),
+        );
+    }
+    let stores = docs
+        .stores
+        .iter()
+        .map(|s| s.store_spec())
+        .chain(docs.cluster_stores.iter().map(|s| s.store_spec()));
+    for spec in stores {
+        if let Err(errors) = spec.validate() {
+            problems.extend(
+                errors
+                    .into_iter()
+                    .map(|e| format!("store {}: {}: {}", spec.artifact_store, e.field, e.message)),
+            );
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(TransferError::permanent(
+            Reason::InvalidSpec,
+            problems.join("; "),
+        ))
+    }
 }
 
 /// Reads every document of `path` (`-` = stdin).
@@ -129,6 +165,7 @@ pub async fn run(
         };
         let executor = &executor;
         async move {
+            check_spec(t, docs)?;
             let request = resolve(t, &inputs)?;
             let outcome = executor.run(&request, &NoProgress).await?;
             Ok::<_, TransferError>((request, outcome))
