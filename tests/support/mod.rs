@@ -10,6 +10,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod cmd;
+pub mod emulator;
 pub mod endpoint;
 pub mod env;
 pub mod fileserver;
