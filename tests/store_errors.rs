@@ -402,3 +402,48 @@ fn each_store_config_authenticates_with_its_own_client_secret_on_a_shared_execut
     .expect_err("a wrong client secret must be refused even after the right one was used");
     assert_eq!(err.reason, Reason::Forbidden, "{err}");
 }
+
+fn arm_template_source() -> Source {
+    Source::File(FileSource {
+        name: "template.json".into(),
+        media_type: "application/json".into(),
+        data: b"{\"resources\":[]}".to_vec(),
+    })
+}
+
+/// A storage-account store is refused as such, before its A-B-C versions or its manifest
+/// could produce a misleading VersionFormat or ArtifactNotInManifest.
+#[test]
+fn a_storage_account_store_is_unsupported() {
+    let emu = Emulator::start(&["--no-registry"]);
+    let m = "contoso-vhd-manifest";
+    emu.create_store(PUBLISHER, STORE, "AzureStorageAccount");
+    // Storage-account stores list versions as A-B-C (AOSM's rule, enforced by the emulator).
+    emu.create_manifest(
+        PUBLISHER,
+        STORE,
+        m,
+        &[("contoso-template", "ArmTemplate", "1-0-0")],
+    );
+    let exec = executor();
+    for version in ["1-0-0", "1.0.0"] {
+        let err = run(
+            &exec,
+            &push(
+                arm_template_source(),
+                emu.artifact(V2023, m, "contoso-template", version),
+            ),
+        )
+        .expect_err("a storage-account store is not supported");
+        assert_eq!(err.reason, Reason::UnsupportedStoreType, "{version}: {err}");
+        assert!(
+            err.message.contains("AzureContainerRegistry"),
+            "says which store type works: {err}"
+        );
+        assert_no_secrets(
+            "the error message",
+            &err.to_string(),
+            &[&emu.client_secret()],
+        );
+    }
+}

@@ -48,6 +48,8 @@ pub struct Executor {
     http: reqwest::Client,
     cache: CredentialCache,
     arm_clients: Mutex<HashMap<String, Arc<ArmClient>>>,
+    /// Store types already read from ARM (a store's type never changes).
+    store_types: Mutex<HashMap<String, String>>,
     retry: RetryPolicy,
     concurrency: usize,
 }
@@ -130,6 +132,7 @@ impl Executor {
             http: crate::engine::registry::http_client(false, None, None)?,
             cache: CredentialCache::default(),
             arm_clients: Mutex::new(HashMap::new()),
+            store_types: Mutex::new(HashMap::new()),
             retry: RetryPolicy::default(),
             concurrency: concurrency.max(1),
         })
@@ -176,7 +179,43 @@ impl Executor {
     }
 
     /// Validates the artifact against its manifest and returns its listed entry.
+    /// Refuses stores not backed by a container registry (once per store; cached).
+    async fn check_store_type(&self, store: &StoreConfig) -> Result<(), TransferError> {
+        let key = format!(
+            "{}|{}",
+            store.arm_endpoint.as_deref().unwrap_or_default(),
+            store.id.path()
+        );
+        let known = self
+            .store_types
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
+        let store_type = match known {
+            Some(t) => t,
+            None => {
+                let t = self.arm(store)?.store_type(&store.id).await?;
+                self.store_types
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key, t.clone());
+                t
+            }
+        };
+        if store_type == "AzureContainerRegistry" {
+            Ok(())
+        } else {
+            Err(crate::aosm::AosmError::UnsupportedStoreType {
+                store: store.id.path(),
+                store_type,
+            }
+            .into())
+        }
+    }
+
     async fn check_manifest(&self, a: &StoreArtifact) -> Result<ManifestArtifact, TransferError> {
+        self.check_store_type(&a.store).await?;
         if !is_valid_version(&a.version) {
             return Err(TransferError::permanent(
                 Reason::VersionFormat,
