@@ -215,7 +215,6 @@ impl Executor {
     }
 
     async fn check_manifest(&self, a: &StoreArtifact) -> Result<ManifestArtifact, TransferError> {
-        self.check_store_type(&a.store).await?;
         if !is_valid_version(&a.version) {
             return Err(TransferError::permanent(
                 Reason::VersionFormat,
@@ -225,6 +224,7 @@ impl Executor {
                 ),
             ));
         }
+        self.check_store_type(&a.store).await?;
         let manifest = self
             .arm(&a.store)?
             .manifest(&a.store.id, &a.manifest)
