@@ -32,23 +32,13 @@ pub enum AzureCloud {
 }
 
 impl AzureCloud {
-    /// The cloud's default ARM endpoint (`None` for [`AzureCloud::Custom`]).
-    pub fn default_arm_endpoint(self) -> Option<&'static str> {
+    /// The AOSM client's cloud (which knows each cloud's endpoints).
+    pub fn cloud(self) -> crate::aosm::Cloud {
         match self {
-            AzureCloud::AzurePublic => Some("https://management.azure.com"),
-            AzureCloud::AzureUsGovernment => Some("https://management.usgovcloudapi.net"),
-            AzureCloud::AzureChina => Some("https://management.chinacloudapi.cn"),
-            AzureCloud::Custom => None,
-        }
-    }
-
-    /// The cloud's default Entra ID authority host (`None` for [`AzureCloud::Custom`]).
-    pub fn default_authority_host(self) -> Option<&'static str> {
-        match self {
-            AzureCloud::AzurePublic => Some("https://login.microsoftonline.com"),
-            AzureCloud::AzureUsGovernment => Some("https://login.microsoftonline.us"),
-            AzureCloud::AzureChina => Some("https://login.chinacloudapi.cn"),
-            AzureCloud::Custom => None,
+            AzureCloud::AzurePublic => crate::aosm::Cloud::AzurePublic,
+            AzureCloud::AzureUsGovernment => crate::aosm::Cloud::AzureUSGovernment,
+            AzureCloud::AzureChina => crate::aosm::Cloud::AzureChina,
+            AzureCloud::Custom => crate::aosm::Cloud::Custom,
         }
     }
 
@@ -355,24 +345,6 @@ impl ClusterArtifactStore {
 }
 
 impl ArtifactStoreSpec {
-    /// The ARM endpoint to use: `armEndpoint`, else the cloud's default (`None` only for
-    /// `Custom` without `armEndpoint`, which the schema refuses). No trailing slash.
-    pub fn arm_endpoint(&self) -> Option<String> {
-        self.arm_endpoint
-            .as_deref()
-            .or(self.cloud.default_arm_endpoint())
-            .map(|s| s.trim_end_matches('/').to_string())
-    }
-
-    /// The Entra authority host to use: `authorityHost`, else the cloud's default (`None`
-    /// for `Custom` without `authorityHost`: use `AZURE_AUTHORITY_HOST`).
-    pub fn authority_host(&self) -> Option<String> {
-        self.authority_host
-            .as_deref()
-            .or(self.cloud.default_authority_host())
-            .map(|s| s.trim_end_matches('/').to_string())
-    }
-
     /// The ARM resource ID of the artifact store:
     /// `/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.HybridNetwork/publishers/{p}/artifactStores/{s}`.
     pub fn resource_id(&self) -> String {

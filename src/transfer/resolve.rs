@@ -13,10 +13,10 @@ use super::request::{
     Destination, FileSource, HelmSource, RegistrySide, Source, StoreArtifact as ResolvedArtifact,
     StoreConfig, TransferRequest,
 };
-use crate::aosm::{Cloud, Identity, StoreId};
+use crate::aosm::{Identity, StoreId};
 use crate::api::{
-    ArtifactStore, ArtifactStoreSpec, ArtifactTransfer, AzureCloud, ClusterArtifactStore,
-    IdentityType, RegistryImage, StoreArtifact, StoreKind, TransferDestination, TransferSource,
+    ArtifactStore, ArtifactStoreSpec, ArtifactTransfer, ClusterArtifactStore, IdentityType,
+    RegistryImage, StoreArtifact, StoreKind, TransferDestination, TransferSource,
 };
 use crate::engine::{Credentials, DockerConfigAuth, ImageRef, Secret as EngineSecret};
 
@@ -204,12 +204,7 @@ pub fn store_config(
             publisher: spec.publisher.clone(),
             artifact_store: spec.artifact_store.clone(),
         },
-        cloud: match spec.cloud {
-            AzureCloud::AzurePublic => Cloud::AzurePublic,
-            AzureCloud::AzureUsGovernment => Cloud::AzureUSGovernment,
-            AzureCloud::AzureChina => Cloud::AzureChina,
-            AzureCloud::Custom => Cloud::Custom,
-        },
+        cloud: spec.cloud.cloud(),
         arm_endpoint: spec.arm_endpoint.clone(),
         authority_host: spec.authority_host.clone(),
         api_version: spec.api_version.as_str().to_string(),
