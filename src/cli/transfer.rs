@@ -178,10 +178,8 @@ pub async fn run(
     let mut pushed_to = Vec::new();
     for (t, result) in docs.transfers.iter().zip(results) {
         let mut t = t.clone();
-        let mut st = t
-            .status
-            .take()
-            .unwrap_or_else(ArtifactTransferStatus::default);
+        let mut st: ArtifactTransferStatus = t.status.take().unwrap_or_default();
+        st.describe(&t.spec);
         st.started_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
         match result {
             Ok((request, outcome)) => {

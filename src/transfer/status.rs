@@ -32,17 +32,17 @@ pub fn succeeded(
         s.blobs_skipped,
         s.blobs_mounted
     );
-    set_condition(
+    conditions::mark_ready(
         &mut status.conditions,
-        new_condition(READY, TRUE, reasons::SUCCEEDED, message, generation, now),
+        generation,
+        reasons::SUCCEEDED,
+        message,
+        now,
     );
-    conditions::remove_condition(&mut status.conditions, RECONCILING);
-    conditions::remove_condition(&mut status.conditions, STALLED);
     status.observed_generation = generation;
     status.direction = Some(outcome.direction);
     status.source_digest = Some(outcome.source_digest.clone());
-    status.short_digest = Some(short_digest(&outcome.digest));
-    status.digest = Some(outcome.digest.clone());
+    status.set_digest(outcome.digest.clone());
     status.destination_ref = Some(outcome.destination_ref.clone());
     status.artifact_type = Some(outcome.artifact_type.clone());
     status.progress = Some(TransferProgress {
@@ -77,24 +77,13 @@ pub fn failed(
         );
         conditions::remove_condition(&mut status.conditions, STALLED);
     } else {
-        let reason = error.reason.as_str();
-        set_condition(
+        conditions::mark_stalled(
             &mut status.conditions,
-            new_condition(READY, FALSE, reason, message.clone(), generation, now),
+            generation,
+            error.reason.as_str(),
+            message,
+            now,
         );
-        set_condition(
-            &mut status.conditions,
-            new_condition(STALLED, TRUE, reason, message, generation, now),
-        );
-        conditions::remove_condition(&mut status.conditions, RECONCILING);
     }
     status.observed_generation = generation;
-}
-
-/// `sha256:0123456789ab` (12 hex digits), for the printer column.
-pub fn short_digest(digest: &str) -> String {
-    match digest.split_once(':') {
-        Some((alg, hex)) if hex.len() > 12 => format!("{alg}:{}", &hex[..12]),
-        _ => digest.to_string(),
-    }
 }
