@@ -2,6 +2,7 @@
 //! `listCredential`, and `updateState` with long-running-operation polling.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use azure_core::credentials::TokenCredential;
@@ -12,6 +13,17 @@ use super::error::AosmError;
 use super::identity::{Identity, arm_token, first_line};
 use crate::engine::Secret;
 use crate::engine::retry::{RetryPolicy, parse_retry_after};
+
+/// `listCredential` HTTP requests sent by this process (every attempt, retries included).
+static LIST_CREDENTIAL_CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// The action name of `listCredential`, also how [`ArmClient::call`] recognises it.
+const LIST_CREDENTIAL: &str = "POST listCredential";
+
+/// How many `listCredential` requests this process has sent (each attempt counts).
+pub fn list_credential_calls() -> u64 {
+    LIST_CREDENTIAL_CALLS.load(Ordering::Relaxed)
+}
 
 /// The ARM api-versions we speak.
 pub const API_VERSIONS: [&str; 3] = ["2023-09-01", "2024-04-15", "2025-03-30"];
@@ -212,6 +224,9 @@ impl ArmClient {
                         Some(b) => req.json(b),
                         None => req.header(header::CONTENT_LENGTH, 0),
                     };
+                    if action == LIST_CREDENTIAL {
+                        LIST_CREDENTIAL_CALLS.fetch_add(1, Ordering::Relaxed);
+                    }
                     match req.send().await {
                         Ok(resp) if resp.status().is_success() => return Ok(resp),
                         Ok(resp) => Err(arm_error(resp, action, resource).await),
@@ -314,7 +329,7 @@ impl ArmClient {
         manifest: &str,
     ) -> Result<AcrCredential, AosmError> {
         let path = format!("{}/listCredential", store.manifest_path(manifest));
-        let action = "POST listCredential";
+        let action = LIST_CREDENTIAL;
         let resp = self
             .call(Method::POST, &self.url(&path), None, action, &path)
             .await?;

@@ -7,7 +7,9 @@ pub mod cloud;
 pub mod error;
 pub mod identity;
 
-pub use arm::{AcrCredential, ArmClient, ArtifactManifest, ManifestArtifact, StoreId};
+pub use arm::{
+    AcrCredential, ArmClient, ArtifactManifest, ManifestArtifact, StoreId, list_credential_calls,
+};
 pub use cache::{CacheKey, CredentialCache};
 pub use cloud::{Cloud, CloudEndpoints};
 pub use error::AosmError;
