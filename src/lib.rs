@@ -7,5 +7,6 @@
 
 pub mod aosm;
 pub mod api;
+pub mod controller;
 pub mod engine;
 pub mod transfer;

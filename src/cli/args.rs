@@ -15,6 +15,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the Kubernetes controller (in a cluster, or out of cluster with a kubeconfig).
+    Run(RunArgs),
     /// Copy an image, index or artifact from one registry to another (or a Helm chart from
     /// an HTTP chart repository), byte-exact.
     Copy(CopyArgs),
@@ -209,4 +211,67 @@ impl PushArgs {
         self.to = self.to_flags.side();
         self
     }
+}
+
+/// Log line format of `run`.
+#[derive(Clone, Copy, Debug, Default, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (for log collectors).
+    #[default]
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The controller's own namespace: where ClusterArtifactStore identity Secrets and the
+    /// leader-election Lease live. Default: $POD_NAMESPACE, else aosm-system.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "aosm-system")]
+    pub namespace: String,
+
+    /// Only watch ArtifactTransfers and ArtifactStores in this namespace (default: all).
+    #[arg(long, value_name = "NAMESPACE")]
+    pub watch_namespace: Option<String>,
+
+    /// Only reconcile ArtifactTransfers matching this label selector, e.g.
+    /// `shard=a` (to split transfers across controller instances).
+    #[arg(long, value_name = "SELECTOR")]
+    pub watch_label_selector: Option<String>,
+
+    /// Transfers reconciled at the same time.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
+
+    /// Blobs in flight per transfer.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub blob_concurrency: u16,
+
+    /// Compete for a Lease and reconcile only while holding it (for replicas > 1).
+    #[arg(long)]
+    pub leader_elect: bool,
+
+    /// Name of the leader-election Lease (in --namespace).
+    #[arg(long, default_value = "aosm-artifact-operator")]
+    pub lease_name: String,
+
+    /// Seconds a lease stays valid without renewal; a standby takes over after it.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub lease_duration: u64,
+
+    /// Address of the Prometheus metrics server (`/metrics`); empty disables it.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_addr: String,
+
+    /// Address of the health server (`/healthz`, `/readyz`); empty disables it.
+    #[arg(long, default_value = "0.0.0.0:8081")]
+    pub health_addr: String,
+
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+
+    /// Seconds between progress writes to a running transfer's status.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600), hide = true)]
+    pub progress_interval: u64,
 }

@@ -2,6 +2,7 @@
 
 mod args;
 mod output;
+mod run;
 mod transfer;
 
 use std::process::ExitCode;
@@ -19,7 +20,11 @@ use args::{Cli, Command, CopyArgs, OutputFormat, PushArgs, SideArgs, StatusForma
 /// Runs the CLI and maps the outcome to an exit code: 0 ok, 1 transfer failed, 2 bad input.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    if let Command::Run(args) = &cli.command {
+        init_controller_tracing(args.log_format);
+    } else {
+        init_tracing();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -32,6 +37,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Run(args) => run::run(args).await,
             Command::Copy(args) => run_copy(args.resolve()).await,
             Command::Push(args) => run_push(args.resolve()).await,
             Command::Crds => print_crds(),
@@ -111,6 +117,21 @@ fn print_crds() -> engine::Result<()> {
     out.write_all(yaml.as_bytes())
         .and_then(|()| out.flush())
         .map_err(|e| EngineError::io("stdout", e))
+}
+
+/// Controller logs: info by default (`AOSM_LOG` overrides), JSON or text lines on stderr.
+fn init_controller_tracing(format: args::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AOSM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        args::LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        args::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
 }
 
 fn init_tracing() {

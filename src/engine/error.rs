@@ -132,6 +132,20 @@ pub enum EngineError {
         /// What was wrong.
         reason: String,
     },
+    /// A chart archive's `Chart.yaml` names another chart or version than the one asked for.
+    #[error(
+        "the archive for chart {chart} {version} holds Chart.yaml of {found_name} {found_version}; the chart must be named {chart} with version {version} (fix the chart or the repository index)"
+    )]
+    ChartMismatch {
+        /// Chart asked for.
+        chart: String,
+        /// Version asked for.
+        version: String,
+        /// Name in Chart.yaml.
+        found_name: String,
+        /// Version in Chart.yaml.
+        found_version: String,
+    },
     /// A multi-step operation failed; the message says which steps and why.
     #[error("{0}")]
     Failed(String),
@@ -156,7 +170,10 @@ impl EngineError {
     pub fn is_input_error(&self) -> bool {
         matches!(
             self,
-            Self::InvalidReference { .. } | Self::InvalidInput(_) | Self::NotFound { .. }
+            Self::InvalidReference { .. }
+                | Self::InvalidInput(_)
+                | Self::NotFound { .. }
+                | Self::ChartMismatch { .. }
         )
     }
 

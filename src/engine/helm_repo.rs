@@ -308,10 +308,12 @@ impl HelmRepository {
                 EngineError::InvalidInput(format!("reading the chart archive failed: {e}"))
             })??;
         if metadata.name != chart || metadata.version != version {
-            return Err(EngineError::InvalidInput(format!(
-                "the archive for {chart} {version} holds Chart.yaml of {} {}; the repository index is inconsistent",
-                metadata.name, metadata.version
-            )));
+            return Err(EngineError::ChartMismatch {
+                chart: chart.to_string(),
+                version: version.to_string(),
+                found_name: metadata.name.clone(),
+                found_version: metadata.version.clone(),
+            });
         }
         let config = Bytes::from(serde_json::to_vec(&metadata).map_err(|e| {
             EngineError::InvalidInput(format!("cannot encode chart metadata: {e}"))

@@ -103,6 +103,7 @@ impl From<EngineError> for TransferError {
             EngineError::NotFound { .. } => Reason::SourceNotFound,
             EngineError::Unauthorized { .. } | EngineError::Forbidden { .. } => Reason::Forbidden,
             EngineError::DigestMismatch { .. } => Reason::IntegrityError,
+            EngineError::ChartMismatch { .. } => Reason::ChartNameMismatch,
             EngineError::InvalidReference { .. } | EngineError::InvalidInput(_) => {
                 Reason::InvalidSpec
             }

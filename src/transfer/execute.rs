@@ -403,6 +403,41 @@ impl Executor {
         }
     }
 
+    /// The digest the destination currently holds under `destination_ref` (the
+    /// `status.destinationRef` of the last success), with one HEAD request; `None` when the
+    /// tag is gone. Used to re-check a Ready transfer without copying anything.
+    pub async fn destination_digest(
+        &self,
+        req: &TransferRequest,
+        destination_ref: &str,
+    ) -> Result<Option<String>, TransferError> {
+        let (client, reference) = match &req.destination {
+            Destination::Store(store) => {
+                let (endpoint, _) = self.store_endpoint(store).await?;
+                (endpoint.client, endpoint.reference)
+            }
+            Destination::Registry(side) => {
+                let endpoint = Self::registry_endpoint(side)?;
+                let reference = ImageRef::parse(destination_ref)?;
+                (endpoint.client, reference)
+            }
+        };
+        let tag = reference
+            .manifest_reference()
+            .unwrap_or(req_version(req))
+            .to_string();
+        let scope = crate::engine::registry::Scope::pull(&reference.repository);
+        Ok(client
+            .head_manifest(&reference.repository, &tag, &scope)
+            .await?)
+    }
+
+    /// The store's type as ARM reports it now (`AzureContainerRegistry` is the supported
+    /// one). Always asks ARM: the answer is what a store's Ready condition reports.
+    pub async fn store_type(&self, store: &StoreConfig) -> Result<String, TransferError> {
+        Ok(self.arm(store)?.store_type(&store.id).await?)
+    }
+
     /// Sets an artifact manifest's state to `Uploaded` (after all its artifacts are pushed).
     pub async fn mark_uploaded(
         &self,
@@ -413,6 +448,14 @@ impl Executor {
             .arm(store)?
             .update_state(&store.id, manifest, "Uploaded", Duration::from_secs(600))
             .await?)
+    }
+}
+
+/// The version on the store side of a request.
+fn req_version(req: &TransferRequest) -> &str {
+    match (&req.source, &req.destination) {
+        (_, Destination::Store(s)) | (Source::Store(s), _) => &s.version,
+        _ => "latest",
     }
 }
 

@@ -1,0 +1,19 @@
+//! The Kubernetes controller (`aosm-artifact-operator run`): reconciles ArtifactTransfers
+//! with the transfer core, checks ArtifactStores and ClusterArtifactStores, and serves
+//! health probes and Prometheus metrics. A thin adapter: the work is in
+//! [`crate::transfer`] and [`crate::engine`].
+
+pub mod context;
+pub mod error;
+pub mod health;
+pub mod inputs;
+pub mod leader;
+pub mod metrics;
+pub mod progress;
+mod run;
+pub mod store;
+pub mod transfer;
+
+pub use error::Error;
+pub use leader::LeaseTiming;
+pub use run::{Config, run};

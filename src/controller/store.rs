@@ -1,0 +1,230 @@
+//! Reconciles ArtifactStores and ClusterArtifactStores: Ready when ARM answers and the
+//! store is backed by a container registry; Stalled with a reason otherwise.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, Resource, ResourceExt as _};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::context::{Context, FIELD_MANAGER, backoff};
+use super::error::Error;
+use super::inputs;
+use super::transfer::{INPUT_RECHECK_BASE, INPUT_RECHECK_MAX, RETRY_BASE, RETRY_MAX};
+use crate::api::conditions::{self, reason};
+use crate::api::{
+    API_VERSION, ArtifactStore, ArtifactStoreSpec, ArtifactStoreStatus, ClusterArtifactStore,
+};
+use crate::transfer::resolve::store_config;
+
+/// The only store type AOSM artifact transfers support.
+pub const SUPPORTED_STORE_TYPE: &str = "AzureContainerRegistry";
+
+/// How often a Ready store is checked again.
+pub const STORE_RECHECK: Duration = Duration::from_secs(3600);
+
+/// What the two store kinds have in common for reconciling.
+pub trait StoreObject:
+    Resource<DynamicType = ()>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// The kind, for keys, logs and metrics.
+    const KIND: &'static str;
+    /// The store spec.
+    fn store(&self) -> &ArtifactStoreSpec;
+    /// The current status.
+    fn store_status(&self) -> Option<&ArtifactStoreStatus>;
+    /// The namespace its identity Secret lives in.
+    fn secret_namespace(&self, controller_namespace: &str) -> String;
+    /// The API for status writes.
+    fn api(&self, client: kube::Client) -> Api<Self>;
+}
+
+impl StoreObject for ArtifactStore {
+    const KIND: &'static str = "ArtifactStore";
+    fn store(&self) -> &ArtifactStoreSpec {
+        &self.spec
+    }
+    fn store_status(&self) -> Option<&ArtifactStoreStatus> {
+        self.status.as_ref()
+    }
+    fn secret_namespace(&self, _: &str) -> String {
+        self.namespace().unwrap_or_else(|| "default".into())
+    }
+    fn api(&self, client: kube::Client) -> Api<Self> {
+        Api::namespaced(client, &self.secret_namespace(""))
+    }
+}
+
+impl StoreObject for ClusterArtifactStore {
+    const KIND: &'static str = "ClusterArtifactStore";
+    fn store(&self) -> &ArtifactStoreSpec {
+        &self.spec.store
+    }
+    fn store_status(&self) -> Option<&ArtifactStoreStatus> {
+        self.status.as_ref()
+    }
+    fn secret_namespace(&self, controller_namespace: &str) -> String {
+        controller_namespace.to_string()
+    }
+    fn api(&self, client: kube::Client) -> Api<Self> {
+        Api::all(client)
+    }
+}
+
+fn key<S: StoreObject>(s: &S) -> String {
+    format!(
+        "{}/{}/{}",
+        S::KIND,
+        s.namespace().unwrap_or_default(),
+        s.name_any()
+    )
+}
+
+/// The reconcile function of both store controllers.
+pub async fn reconcile<S: StoreObject>(s: Arc<S>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(s.as_ref(), &ctx).await;
+    let label = match &result {
+        Ok((_, label)) => *label,
+        Err(_) => "retry",
+    };
+    ctx.metrics.reconcile(S::KIND, label, started.elapsed());
+    result.map(|(a, _)| a)
+}
+
+/// The error policy of both store controllers: exponential backoff with jitter.
+pub fn error_policy<S: StoreObject>(s: Arc<S>, error: &Error, ctx: Arc<Context>) -> Action {
+    let n = ctx.failed(&key(s.as_ref()));
+    let delay = backoff(n, RETRY_BASE, RETRY_MAX);
+    tracing::info!(store = %key(s.as_ref()), error = %error, retry_in = ?delay, "store will be checked again");
+    Action::requeue(delay)
+}
+
+async fn reconcile_inner<S: StoreObject>(
+    s: &S,
+    ctx: &Context,
+) -> Result<(Action, &'static str), Error> {
+    let generation = s.meta().generation;
+    let previous = s.store_status().cloned().unwrap_or_default();
+    let mut status = previous.clone();
+    let secret_ns = s.secret_namespace(&ctx.namespace);
+    let gathered = inputs::for_store(&ctx.client, s.store(), &secret_ns).await?;
+    let checked = match store_config(&gathered.inputs(&ctx.namespace), s.store(), &secret_ns) {
+        Ok(config) => match ctx.executor.store_type(&config).await {
+            Ok(t) if t == SUPPORTED_STORE_TYPE => Ok(t),
+            Ok(t) => {
+                status.store_type = Some(t.clone());
+                Err(crate::aosm::AosmError::UnsupportedStoreType {
+                    store: config.id.path(),
+                    store_type: t,
+                }
+                .into())
+            }
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    let now = Timestamp::now();
+    status.observed_generation = generation;
+    let (action, label, event) = match checked {
+        Ok(store_type) => {
+            let message = format!("ARM answered; the store is backed by {store_type}");
+            status.store_type = Some(store_type);
+            conditions::mark_ready(
+                &mut status.conditions,
+                generation,
+                reason::SUCCEEDED,
+                message.clone(),
+                now,
+            );
+            ctx.reset(&key(s));
+            (
+                Action::requeue(STORE_RECHECK),
+                "success",
+                (EventType::Normal, reason::SUCCEEDED.to_string(), message),
+            )
+        }
+        Err(e) if e.is_transient() => {
+            conditions::mark_reconciling(
+                &mut status.conditions,
+                generation,
+                reason::PROGRESSING_WITH_RETRY,
+                e.message.clone(),
+                now,
+            );
+            write(s, ctx, &status, &previous).await?;
+            return Err(Error::Transient(e));
+        }
+        Err(e) => {
+            conditions::mark_stalled(
+                &mut status.conditions,
+                generation,
+                e.reason.as_str(),
+                e.message.clone(),
+                now,
+            );
+            let action = if super::transfer::waits_for_kubernetes_object(e.reason.as_str()) {
+                Action::requeue(backoff(
+                    ctx.failed(&key(s)),
+                    INPUT_RECHECK_BASE,
+                    INPUT_RECHECK_MAX,
+                ))
+            } else {
+                Action::requeue(STORE_RECHECK)
+            };
+            (
+                action,
+                "stalled",
+                (EventType::Warning, e.reason.as_str().to_string(), e.message),
+            )
+        }
+    };
+    let changed = write(s, ctx, &status, &previous).await?;
+    if changed {
+        ctx.event(&s.object_ref(&()), event.0, &event.1, "Check", event.2)
+            .await;
+    }
+    Ok((action, label))
+}
+
+/// Writes the status when it differs (ignoring condition times); returns whether it did.
+async fn write<S: StoreObject>(
+    s: &S,
+    ctx: &Context,
+    status: &ArtifactStoreStatus,
+    previous: &ArtifactStoreStatus,
+) -> Result<bool, Error> {
+    if status == previous {
+        return Ok(false);
+    }
+    let patch = serde_json::json!({
+        "apiVersion": API_VERSION,
+        "kind": S::KIND,
+        "status": status,
+    });
+    match s
+        .api(ctx.client.clone())
+        .patch_status(
+            &s.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
