@@ -1,6 +1,7 @@
 //! Shared integration-test harness.
 //!
-//! Everything here talks to real processes: Debian's `docker-registry`, the external
+//! Everything here talks to real processes: Debian's `docker-registry`, a Kubernetes
+//! control plane (`kube.rs`: etcd + kube-apiserver built by `scripts/tools.sh`), the external
 //! tools cached by `scripts/tools.sh` (crane, oras, regctl, helm, skopeo, ...), an
 //! in-process static HTTP server (Helm HTTP repositories) and an in-process
 //! fault-injecting reverse proxy. Fixtures are made only with independent tools, never
@@ -15,6 +16,7 @@ pub mod endpoint;
 pub mod env;
 pub mod fileserver;
 pub mod fixtures;
+pub mod kube;
 pub mod proxy;
 pub mod registry;
 pub mod rt;
@@ -24,6 +26,7 @@ pub use cmd::{Cmd, Output, Running};
 pub use endpoint::Endpoint;
 pub use env::TestEnv;
 pub use fileserver::FileServer;
+pub use kube::KubeCluster;
 pub use proxy::{Fault, FaultProxy, ProxyConfig};
 pub use registry::Registry;
 
