@@ -10,6 +10,9 @@
 # Usage: scripts/tools.sh            # install (if needed) and print versions
 #        source <(scripts/tools.sh --env)   # print `export PATH=...` for the cache
 set -euo pipefail
+# The whole script is one { ... } block, which bash reads completely before running it: an
+# edit of this file during a long run (the kube-apiserver build) cannot shift what runs.
+{
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LIB_NAME=tools
@@ -157,3 +160,5 @@ export PATH="$BIN:$PATH"
   echo "kubectl $(kubectl version --client -o json | python3 -c 'import json,sys;print(json.load(sys.stdin)["clientVersion"]["gitVersion"])')"
 } | sed 's/^/[tools] /' >&2
 echo "$BIN"
+exit 0
+}
