@@ -263,8 +263,8 @@ async fn controllers(
             }
         });
 
-    let store_controller = store_controller(stores, ctx.clone(), shutdown);
-    let cluster_store_controller = store_controller_all(cluster_stores, ctx.clone(), shutdown);
+    let namespaced_store_controller = store_controller(stores, ctx.clone(), shutdown);
+    let cluster_store_controller = store_controller(cluster_stores, ctx.clone(), shutdown);
 
     // Ready once the transfer cache has its first full list.
     let ready = {
@@ -302,15 +302,16 @@ async fn controllers(
     };
     futures_util::join!(
         transfer_controller,
-        store_controller,
+        namespaced_store_controller,
         cluster_store_controller,
         ready
     );
     tracing::info!("controllers stopped");
 }
 
-async fn store_controller(
-    api: Api<ArtifactStore>,
+/// The controller of one store kind, until `shutdown`; reconciles on new generations.
+async fn store_controller<S: store::StoreObject>(
+    api: Api<S>,
     ctx: Arc<Context>,
     shutdown: &CancellationToken,
 ) {
@@ -322,33 +323,7 @@ async fn store_controller(
         .predicate_filter(predicates::generation, Default::default());
     Controller::for_stream(trigger, reader)
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
-        .run(
-            store::reconcile::<ArtifactStore>,
-            store::error_policy::<ArtifactStore>,
-            ctx,
-        )
-        .for_each(|_| async {})
-        .await;
-}
-
-async fn store_controller_all(
-    api: Api<ClusterArtifactStore>,
-    ctx: Arc<Context>,
-    shutdown: &CancellationToken,
-) {
-    let (reader, writer) = reflector::store();
-    let trigger = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
-    Controller::for_stream(trigger, reader)
-        .graceful_shutdown_on(shutdown.clone().cancelled_owned())
-        .run(
-            store::reconcile::<ClusterArtifactStore>,
-            store::error_policy::<ClusterArtifactStore>,
-            ctx,
-        )
+        .run(store::reconcile::<S>, store::error_policy::<S>, ctx)
         .for_each(|_| async {})
         .await;
 }

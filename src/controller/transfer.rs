@@ -237,24 +237,19 @@ async fn run(t: &ArtifactTransfer, ctx: &Context) -> Result<Outcome, Error> {
     let retrying = get_condition(&previous.conditions, RECONCILING)
         .is_some_and(|c| c.reason == reason::PROGRESSING_WITH_RETRY);
     let side = t.spec.store_side();
-    let message = match t.spec.direction() {
-        crate::api::Direction::Push => format!(
-            "pushing {}:{} to {} {} (manifest {})",
-            side.artifact,
-            side.version,
-            side.store_ref.kind.as_str(),
-            side.store_ref.name,
-            side.manifest
-        ),
-        crate::api::Direction::Pull => format!(
-            "pulling {}:{} from {} {} (manifest {})",
-            side.artifact,
-            side.version,
-            side.store_ref.kind.as_str(),
-            side.store_ref.name,
-            side.manifest
-        ),
+    let (verb, preposition) = match t.spec.direction() {
+        crate::api::Direction::Push => ("pushing", "to"),
+        crate::api::Direction::Pull => ("pulling", "from"),
     };
+    let message = format!(
+        "{verb} {}:{} {preposition} {} {} (manifest {})",
+        side.artifact,
+        side.version,
+        side.store_ref.kind.as_str(),
+        side.store_ref.name,
+        side.manifest
+    );
+
     if !retrying {
         conditions::mark_reconciling(
             &mut status.conditions,
