@@ -33,8 +33,8 @@
 //!   cluster is spawned from a dedicated thread that never exits. A `static` is never
 //!   dropped, so an `atexit` handler stops the processes and removes the temp dir when the
 //!   test binary exits (libtest exits through `exit` whether tests passed or failed); if the
-//!   binary is killed, the kernel still kills both processes (only the temp dir in
-//!   `$TMPDIR`, `aosm-kube-*`, is left behind).
+//!   binary is killed, the kernel still kills both processes, and the next cluster started
+//!   removes the temp dir left behind (`$TMPDIR/aosm-kube-<pid>-*` of a pid that is gone).
 
 use super::cmd::{Cmd, Output, die_with_parent};
 use super::registry::free_port;
@@ -290,8 +290,9 @@ impl KubeCluster {
     pub fn start() -> KubeCluster {
         let apiserver = require_asset("kube-apiserver");
         let etcd = require_asset("etcd");
+        remove_stale_dirs();
         let tmp = tempfile::Builder::new()
-            .prefix("aosm-kube-")
+            .prefix(&format!("aosm-kube-{}-", std::process::id()))
             .tempdir()
             .expect("create the cluster's temp dir");
         let dir = tmp.path().to_path_buf();
@@ -658,6 +659,27 @@ impl KubeCluster {
             ])
             .stdin(ns.to_string())
             .ok();
+    }
+}
+
+/// Removes `$TMPDIR/aosm-kube-<pid>-*` dirs of processes that no longer exist (a test
+/// binary killed before its clean-up ran).
+fn remove_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("aosm-kube-")
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
