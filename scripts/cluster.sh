@@ -112,8 +112,52 @@ EOF
   chmod 600 "$dir/kubeconfig"
 }
 
+# start_once DIR ASSETS: start etcd and kube-apiserver on fresh ports and wait for /readyz;
+# sets PORT, ETCD_PID, API_PID and ANSWER (the last /readyz answer). Fails if not ready.
+start_once() {
+  local dir=$1 assets=$2 etcd_port peer_port i
+  rm -rf "$dir/etcd" "$dir/certdir"
+  etcd_port=$(free_port)
+  peer_port=$(free_port)
+  PORT=$(free_port)
+  ANSWER=""
+
+  "$assets/etcd" --name aosm-local --data-dir "$dir/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+    --initial-cluster "aosm-local=http://127.0.0.1:$peer_port" \
+    --unsafe-no-fsync >"$dir/etcd.log" 2>&1 </dev/null &
+  ETCD_PID=$!
+  echo "$ETCD_PID" >"$dir/etcd.pid"
+
+  "$assets/kube-apiserver" --etcd-servers="http://127.0.0.1:$etcd_port" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$PORT" \
+    --cert-dir="$dir/certdir" \
+    --tls-cert-file="$dir/pki/server.crt" --tls-private-key-file="$dir/pki/server.key" \
+    --client-ca-file="$dir/pki/ca.crt" \
+    --service-account-key-file="$dir/pki/sa.pub" --service-account-signing-key-file="$dir/pki/sa.key" \
+    --service-account-issuer=https://kubernetes.default.svc \
+    --authorization-mode=RBAC --service-cluster-ip-range=10.0.0.0/24 --allow-privileged=true \
+    --disable-admission-plugins=ServiceAccount --endpoint-reconciler-type=none \
+    >"$dir/kube-apiserver.log" 2>&1 </dev/null &
+  API_PID=$!
+  echo "$API_PID" >"$dir/kube-apiserver.pid"
+  write_kubeconfig "$dir" "$PORT"
+
+  for ((i = 0; i < READY_SECONDS * 10; i++)); do
+    ANSWER=$(curl -s --max-time 2 --cacert "$dir/pki/ca.crt" --cert "$dir/pki/admin.crt" \
+      --key "$dir/pki/admin.key" "https://127.0.0.1:$PORT/readyz" 2>/dev/null || true)
+    [[ "$ANSWER" == ok ]] && return 0
+    if ! alive "$ETCD_PID" || ! alive "$API_PID"; then
+      return 1
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
 cmd_up() {
-  local dir=$1 assets etcd_port peer_port port etcd_pid api_pid i answer=""
+  local dir=$1 assets attempt b
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
   if [[ -n "$(our_pid "$dir" etcd)$(our_pid "$dir" kube-apiserver)" ]]; then
@@ -124,55 +168,27 @@ cmd_up() {
     [[ -x "$assets/$b" ]] || die "$assets/$b is missing: run scripts/tools.sh (or set AOSM_KUBE_ASSETS / KUBEBUILDER_ASSETS)"
   done
   command -v curl >/dev/null || die "curl is missing: run scripts/tools.sh"
-  rm -rf "$dir/etcd" "$dir/pki" "$dir/certdir"
+  rm -rf "$dir/pki"
   make_pki "$dir"
-  etcd_port=$(free_port)
-  peer_port=$(free_port)
-  port=$(free_port)
-
-  "$assets/etcd" --name aosm-local --data-dir "$dir/etcd" \
-    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
-    --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
-    --initial-cluster "aosm-local=http://127.0.0.1:$peer_port" \
-    --unsafe-no-fsync >"$dir/etcd.log" 2>&1 </dev/null &
-  etcd_pid=$!
-  echo "$etcd_pid" >"$dir/etcd.pid"
-
-  "$assets/kube-apiserver" --etcd-servers="http://127.0.0.1:$etcd_port" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$port" \
-    --cert-dir="$dir/certdir" \
-    --tls-cert-file="$dir/pki/server.crt" --tls-private-key-file="$dir/pki/server.key" \
-    --client-ca-file="$dir/pki/ca.crt" \
-    --service-account-key-file="$dir/pki/sa.pub" --service-account-signing-key-file="$dir/pki/sa.key" \
-    --service-account-issuer=https://kubernetes.default.svc \
-    --authorization-mode=RBAC --service-cluster-ip-range=10.0.0.0/24 --allow-privileged=true \
-    --disable-admission-plugins=ServiceAccount --endpoint-reconciler-type=none \
-    >"$dir/kube-apiserver.log" 2>&1 </dev/null &
-  api_pid=$!
-  echo "$api_pid" >"$dir/kube-apiserver.pid"
-  write_kubeconfig "$dir" "$port"
-
-  for ((i = 0; i < READY_SECONDS * 10; i++)); do
-    answer=$(curl -s --max-time 2 --cacert "$dir/pki/ca.crt" --cert "$dir/pki/admin.crt" \
-      --key "$dir/pki/admin.key" "https://127.0.0.1:$port/readyz" 2>/dev/null || true)
-    [[ "$answer" == ok ]] && break
-    if ! alive "$etcd_pid" || ! alive "$api_pid"; then
-      break
+  for attempt in 1 2 3; do
+    start_once "$dir" "$assets" && break
+    stop_procs "$dir"
+    # A port that was free a moment ago may have been taken meanwhile: try other ports.
+    if ((attempt < 3)) && grep -qs "address already in use" "$dir/etcd.log" "$dir/kube-apiserver.log"; then
+      log "a port was taken (attempt $attempt); retrying"
+      continue
     fi
-    sleep 0.1
-  done
-  if [[ "$answer" != ok ]]; then
-    log "the API server did not become ready (last /readyz answer: ${answer:-none}); logs:"
+    log "the API server did not become ready (last /readyz answer: ${ANSWER:-none}); logs:"
     for b in etcd kube-apiserver; do
       printf -- '--- %s (last 30 lines) ---\n' "$dir/$b.log" >&2
       tail -n 30 "$dir/$b.log" >&2 || true
     done
     cmd_down "$dir" >/dev/null 2>&1 || true
     die "scripts/cluster.sh up $dir failed"
-  fi
+  done
   disown -a
   cat <<EOF
-Kubernetes $("$assets/kube-apiserver" --version | awk '{print $2}') API server ready at https://127.0.0.1:$port (etcd pid $etcd_pid, kube-apiserver pid $api_pid)
+Kubernetes $("$assets/kube-apiserver" --version | awk '{print $2}') API server ready at https://127.0.0.1:$PORT (etcd pid $ETCD_PID, kube-apiserver pid $API_PID)
 
   export KUBECONFIG=$dir/kubeconfig
   kubectl apply --server-side -f $ROOT/crds/
@@ -183,10 +199,9 @@ Logs: $dir/etcd.log, $dir/kube-apiserver.log. Stop it with: scripts/cluster.sh d
 EOF
 }
 
-cmd_down() {
-  local dir=$1 pid name f
-  [[ -d "$dir" ]] || die "$dir does not exist"
-  dir=$(cd "$dir" && pwd)
+# stop_procs DIR: stop the cluster's processes (if they are ours); keep its files.
+stop_procs() {
+  local dir=$1 pid name
   for name in kube-apiserver etcd; do
     pid=$(our_pid "$dir" "$name")
     if [[ -n "$pid" ]]; then
@@ -194,6 +209,13 @@ cmd_down() {
       log "stopped $name (pid $pid)"
     fi
   done
+}
+
+cmd_down() {
+  local dir=$1 f
+  [[ -d "$dir" ]] || die "$dir does not exist"
+  dir=$(cd "$dir" && pwd)
+  stop_procs "$dir"
   for f in "${OWNED[@]}"; do
     rm -rf "${dir:?}/$f"
   done
