@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# `make demo`: show the transfer engine end to end on this machine, with real parts only.
+# `make demo`: the operator end to end on this machine, with real parts only.
 #
-#  1. installs/caches the pinned tools (scripts/tools.sh) and builds the CLI (release);
-#  2. starts two local registries (Debian's docker-registry, plain HTTP, temp storage) and
-#     a local Helm HTTP repository (python3 -m http.server serving `helm package` output);
-#  3. makes a linux/amd64 + linux/arm64 image index in registry A with crane;
-#  4. copies it to registry B with our CLI (whole, then filtered to linux/arm64), copies
-#     the chart from the Helm repository into registry B as an OCI chart, pushes a file
-#     as an OCI artifact, and re-runs the first copy (nothing left to move);
-#  5. checks the results with independent tools (crane digest, helm pull/template, oras pull);
-#  6. prints a summary and stops everything it started.
+#  1. installs/caches the pinned tools (scripts/tools.sh: helm, kubectl, crane, skopeo,
+#     docker-registry, kube-apiserver + etcd built from source) and builds the operator and
+#     aosm-emulator (release);
+#  2. starts a local Kubernetes control plane (scripts/cluster.sh: real kube-apiserver +
+#     etcd; no nodes, so the controller runs out of cluster with the kubeconfig);
+#  3. starts, at the fixed loopback addresses examples/publish/ names: a plain-HTTP
+#     registry (127.0.0.1:15000) holding an image made by crane, a Helm HTTP repository
+#     (127.0.0.1:18879) holding a chart made by `helm package`, and the AOSM emulator
+#     (Entra ID + ARM + ACR token server, https://127.0.0.1:18443) seeded from
+#     examples/emulator/seed.json, in front of its own token-auth registry;
+#  4. `helm install`s charts/aosm-artifact-operator (CRDs, RBAC, ...; its Deployment cannot
+#     start without nodes), creates the store's Secret and starts the controller;
+#  5. `kubectl apply -k examples/publish/`, waits until every transfer is Ready, prints
+#     `kubectl get aosm -A` and the digests, and checks the image's digest in the store with
+#     skopeo using the manifest's own scoped credential;
+#  6. stops everything (KEEP=1 keeps it running and prints how to use and stop it).
 #
-# Environment: KEEP=1 keeps registries/files after the demo (prints how to stop them);
-#              AOSM_BIN=path uses an existing binary instead of `cargo build --release`.
+# Environment: KEEP=1; AOSM_BIN=path to use an existing operator binary.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,160 +26,126 @@ LIB_NAME=demo
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
 lib_init
+STARTED=$(date +%s.%N)
+elapsed() { python3 -c "import time; print(f'{time.time() - $STARTED:.1f}')"; }
+
+REGISTRY_PORT=15000 HELM_PORT=18879 EMULATOR_PORT=18443
+for p in $REGISTRY_PORT $HELM_PORT $EMULATOR_PORT; do
+  port_free "$p" || die "port 127.0.0.1:$p is in use; examples/publish/ expects the demo stack there (is another demo running? KEEP=1 leaves one running)"
+done
 
 tools_path "$ROOT"
 CLI=$(find_cli "$ROOT")
-[[ -x "$CLI" ]] || die "no CLI binary at $CLI"
+log "building aosm-emulator: cargo build --release -p aosm-emulator"
+(cd "$ROOT" && cargo build --release --quiet -p aosm-emulator) >&2 || die "cargo build -p aosm-emulator failed"
+EMULATOR=$ROOT/target/release/aosm-emulator
+BUILT=$(elapsed)
 
 lib_tmpdir WORK
-export HELM_CONFIG_HOME=$WORK/helm/config HELM_CACHE_HOME=$WORK/helm/cache HELM_DATA_HOME=$WORK/helm/data
-export DOCKER_CONFIG=$WORK/docker # keep crane/oras away from the user's credentials
+export DOCKER_CONFIG=$WORK/docker HELM_CONFIG_HOME=$WORK/helm/config HELM_CACHE_HOME=$WORK/helm/cache HELM_DATA_HOME=$WORK/helm/data
 
-# json_get FILE KEY: print one top-level field of a JSON document.
-json_get() {
-  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"
-}
+# --- control plane ------------------------------------------------------------------
+log "starting kube-apiserver + etcd (scripts/cluster.sh)"
+bash "$ROOT/scripts/cluster.sh" up "$WORK/cluster" >"$WORK/cluster.out" 2>&1 || { cat "$WORK/cluster.out" >&2; die "cluster.sh up failed"; }
+LIB_HOOKS+=("bash '$ROOT/scripts/cluster.sh' down '$WORK/cluster' >/dev/null 2>&1")
+export KUBECONFIG=$WORK/cluster/kubeconfig
 
-# run_cli NAME SUBCOMMAND ARGS...: run our CLI with --output json; keep its JSON in $WORK/NAME.json.
-run_cli() {
-  local name=$1 sub=$2 rc=0
-  shift 2
-  printf '\n$ aosm-artifact-operator %s --output json %s\n' "$sub" "$*" >&2
-  "$CLI" "$sub" --output json "$@" >"$WORK/$name.json" 2>"$WORK/$name.log" || rc=$?
-  if ((rc != 0)); then
-    sed 's/^/    /' "$WORK/$name.log" >&2
-    die "aosm-artifact-operator $sub failed (exit $rc); command: $CLI $sub --output json $*"
-  fi
-  sed 's/^/    /' "$WORK/$name.json" >&2
-}
+# --- source registry with an image ------------------------------------------------------
+start_registry source "$WORK/source/storage" "" "$REGISTRY_PORT"
+SOURCE_IMAGE=$REGISTRY_ADDR/contoso/cnf:1.0.0
+head -c 2000000 /dev/urandom >"$WORK/app.bin"
+tar -C "$WORK" -cf "$WORK/layer.tar" app.bin
+crane append --insecure --oci-empty-base -f "$WORK/layer.tar" -t "$SOURCE_IMAGE" >/dev/null 2>&1 || die "crane append failed"
+crane mutate --insecure --set-platform linux/amd64 "$SOURCE_IMAGE" -t "$SOURCE_IMAGE" >/dev/null 2>&1 || die "crane mutate failed"
+IMAGE_DIGEST=$(crane digest --insecure "$SOURCE_IMAGE")
+log "source image $SOURCE_IMAGE ($IMAGE_DIGEST)"
 
-# --- 1. registries and Helm repository --------------------------------------------------
-log "starting registry A (source) and registry B (destination)"
-start_registry registry-a "$WORK/registry-a/storage"
-REG_A=$REGISTRY_ADDR
-start_registry registry-b "$WORK/registry-b/storage"
-REG_B=$REGISTRY_ADDR
-log "registry A: http://$REG_A   registry B: http://$REG_B"
+# --- Helm HTTP repository with a chart ------------------------------------------------
+mkdir -p "$WORK/helm-root/charts"
+helm create "$WORK/contoso-chart" >/dev/null
+helm package "$WORK/contoso-chart" --version 1.0.0 -d "$WORK/helm-root/charts" >/dev/null
+helm repo index "$WORK/helm-root/charts" --url "http://127.0.0.1:$HELM_PORT/charts"
+spawn "$WORK/helm-repo.log" python3 -m http.server "$HELM_PORT" --bind 127.0.0.1 --directory "$WORK/helm-root"
+wait_http "http://127.0.0.1:$HELM_PORT/charts/index.yaml" "$SPAWNED_PID" 15 || die "the Helm repository did not start"
+log "Helm repository http://127.0.0.1:$HELM_PORT/charts (contoso-chart 1.0.0)"
 
-log "packaging a Helm chart (helm create demo-chart + helm package + helm repo index)"
-mkdir -p "$WORK/charts" "$WORK/helm-repo"
-helm create "$WORK/charts/demo-chart" >/dev/null
-helm package "$WORK/charts/demo-chart" -d "$WORK/helm-repo" >/dev/null
-CHART_VERSION=$(awk '/^version:/{print $2; exit}' "$WORK/charts/demo-chart/Chart.yaml")
-HELM_PORT=""
-for _ in 1 2 3 4 5; do
-  HELM_PORT=$(free_port)
-  helm repo index "$WORK/helm-repo" --url "http://127.0.0.1:$HELM_PORT"
-  spawn "$WORK/helm-repo.log" python3 -m http.server "$HELM_PORT" --bind 127.0.0.1 --directory "$WORK/helm-repo"
-  if wait_http "http://127.0.0.1:$HELM_PORT/index.yaml" "$SPAWNED_PID" 10; then
-    break
-  fi
-  HELM_PORT=""
+# --- AOSM emulator --------------------------------------------------------------------
+CLIENT_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
+spawn "$WORK/emulator.log" env AOSM_EMULATOR_CLIENT_SECRET="$CLIENT_SECRET" \
+  "$EMULATOR" serve --state-dir "$WORK/emulator" --listen "127.0.0.1:$EMULATOR_PORT" \
+  --seed "$ROOT/examples/emulator/seed.json"
+EMULATOR_PID=$SPAWNED_PID
+for _ in $(seq 150); do
+  [[ -f "$WORK/emulator/endpoints.json" ]] && break
+  kill -0 "$EMULATOR_PID" 2>/dev/null || { cat "$WORK/emulator.log" >&2; die "aosm-emulator exited"; }
+  sleep 0.1
 done
-[[ -n "$HELM_PORT" ]] || die "could not start the Helm repository server (log: $WORK/helm-repo.log)"
-HELM_REPO=http://127.0.0.1:$HELM_PORT
-log "Helm repository: $HELM_REPO (demo-chart $CHART_VERSION)"
+[[ -f "$WORK/emulator/endpoints.json" ]] || die "aosm-emulator did not write endpoints.json"
+field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$WORK/emulator/endpoints.json" "$1"; }
+ARM_ENDPOINT=$(field armEndpoint) TENANT_ID=$(field tenantId) CLIENT_ID=$(field clientId)
+CA_FILE=$(field caFile) STORE_REGISTRY=$(field registry)
+log "AOSM emulator: ARM $ARM_ENDPOINT, store registry $STORE_REGISTRY"
 
-# --- 2. a multi-arch image in registry A, made by crane ------------------------------------
-SRC_IMAGE=$REG_A/demo/hello:1.0.0
-log "creating the multi-arch image $SRC_IMAGE with crane (linux/amd64 + linux/arm64)"
-children=()
-for platform in linux/amd64 linux/arm64; do
-  arch=${platform#linux/}
-  mkdir -p "$WORK/layer-$arch"
-  for i in 1 2; do
-    head -c $((1024 * 1024 * (2 + i))) /dev/urandom >"$WORK/layer-$arch/data-$i.bin"
-    tar -C "$WORK/layer-$arch" -cf "$WORK/layer-$arch-$i.tar" "data-$i.bin"
-  done
-  ref=$REG_A/demo/hello:1.0.0-$arch
-  crane append --oci-empty-base -f "$WORK/layer-$arch-1.tar" -f "$WORK/layer-$arch-2.tar" -t "$ref" \
-    >/dev/null 2>"$WORK/crane.log" || die "crane append failed: $(cat "$WORK/crane.log")"
-  crane mutate --set-platform "$platform" "$ref" -t "$ref" \
-    >/dev/null 2>"$WORK/crane.log" || die "crane mutate failed: $(cat "$WORK/crane.log")"
-  children+=(-m "$ref")
-done
-crane index append "${children[@]}" -t "$SRC_IMAGE" \
-  >/dev/null 2>"$WORK/crane.log" || die "crane index append failed: $(cat "$WORK/crane.log")"
-SRC_DIGEST=$(crane digest "$SRC_IMAGE")
-log "source index $SRC_IMAGE = $SRC_DIGEST"
+# --- the operator -----------------------------------------------------------------------
+log "helm install aosm-artifact-operator charts/aosm-artifact-operator (CRDs, RBAC, ...)"
+helm install aosm-artifact-operator "$ROOT/charts/aosm-artifact-operator" \
+  --namespace aosm-system --create-namespace >"$WORK/helm-install.log" 2>&1 || { cat "$WORK/helm-install.log" >&2; die "helm install failed"; }
+kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
+kubectl create secret generic contoso-sp -n aosm-system \
+  --from-literal=tenantId="$TENANT_ID" --from-literal=clientId="$CLIENT_ID" \
+  --from-literal=clientSecret="$CLIENT_SECRET" >/dev/null
+METRICS_PORT=$(free_port) HEALTH_PORT=$(free_port)
+spawn "$WORK/controller.log" env SSL_CERT_FILE="$CA_FILE" POD_NAME=demo-controller \
+  "$CLI" run --namespace aosm-system --log-format text \
+  --metrics-addr "127.0.0.1:$METRICS_PORT" --health-addr "127.0.0.1:$HEALTH_PORT"
+CONTROLLER_PID=$SPAWNED_PID
+wait_http "http://127.0.0.1:$HEALTH_PORT/healthz" "$CONTROLLER_PID" 30 || { cat "$WORK/controller.log" >&2; die "the controller did not start"; }
+log "controller running out of cluster (pid $CONTROLLER_PID, metrics http://127.0.0.1:$METRICS_PORT/metrics)"
 
-# --- 3. copies with our CLI -----------------------------------------------------------------
-DST_IMAGE=$REG_B/mirror/hello:1.0.0
-run_cli copy-all copy --from-plain-http --to-plain-http "$SRC_IMAGE" "$DST_IMAGE"
-DST_DIGEST=$(crane digest "$DST_IMAGE")
-[[ "$DST_DIGEST" == "$SRC_DIGEST" ]] || die "digest mismatch: source $SRC_DIGEST, destination $DST_DIGEST"
-[[ "$(json_get "$WORK/copy-all.json" digest)" == "$SRC_DIGEST" ]] || die "--output json reports a different digest than crane"
-for arch in amd64 arm64; do
-  d=$(crane digest --platform "linux/$arch" "$DST_IMAGE") || die "crane cannot resolve linux/$arch in $DST_IMAGE"
-  [[ "$d" == "$(crane digest --platform "linux/$arch" "$SRC_IMAGE")" ]] || die "linux/$arch child differs"
-done
-log "verified: crane digest $DST_IMAGE = $DST_DIGEST (same as the source, both children present)"
+# --- publish ------------------------------------------------------------------------------
+log "kubectl apply -k examples/publish/"
+kubectl apply -k "$ROOT/examples/publish/" >&2
+if ! kubectl wait --for=condition=Ready artifacttransfers --all -n contoso-publish --timeout=180s >&2; then
+  kubectl get artifacttransfers -n contoso-publish -o yaml >&2 || true
+  tail -n 30 "$WORK/controller.log" >&2 || true
+  die "the transfers did not become Ready"
+fi
+echo
+kubectl get aosm -A
+echo
+kubectl get artifacttransfers -n contoso-publish \
+  -o custom-columns='TRANSFER:.metadata.name,DESTINATION:.status.destinationRef,DIGEST:.status.digest'
+echo
 
-ARM_IMAGE=$REG_B/mirror/hello:1.0.0-arm64-only
-run_cli copy-arm64 copy --from-plain-http --to-plain-http --platform linux/arm64 "$SRC_IMAGE" "$ARM_IMAGE"
-ARM_DIGEST=$(crane digest "$ARM_IMAGE")
-[[ "$(json_get "$WORK/copy-arm64.json" digest)" == "$ARM_DIGEST" ]] || die "--platform copy: reported digest differs from crane digest $ARM_DIGEST"
-platforms=$(crane manifest "$ARM_IMAGE" | python3 -c 'import json,sys; m=json.load(sys.stdin); print(" ".join(d["platform"]["os"]+"/"+d["platform"]["architecture"] for d in m.get("manifests",[])))')
-[[ "$platforms" == "linux/arm64" ]] || die "--platform linux/arm64 copy holds platforms '$platforms'"
-log "verified: $ARM_IMAGE is a rewritten index with only linux/arm64 ($ARM_DIGEST)"
-
-DST_CHART=$REG_B/charts/demo-chart:$CHART_VERSION
-run_cli copy-chart copy --from-helm-repo "$HELM_REPO" --to-plain-http "demo-chart:$CHART_VERSION" "$DST_CHART"
-mkdir -p "$WORK/pulled"
-helm pull "oci://$REG_B/charts/demo-chart" --version "$CHART_VERSION" --plain-http -d "$WORK/pulled" \
-  >"$WORK/helm-pull.log" 2>&1 || die "helm pull failed: $(cat "$WORK/helm-pull.log")"
-cmp -s "$WORK/pulled/demo-chart-$CHART_VERSION.tgz" "$WORK/helm-repo/demo-chart-$CHART_VERSION.tgz" ||
-  die "helm pull oci:// returned a different .tgz than the Helm repository serves"
-helm template demo "$WORK/pulled/demo-chart-$CHART_VERSION.tgz" >"$WORK/rendered.yaml" 2>"$WORK/helm-template.log" ||
-  die "helm template failed: $(cat "$WORK/helm-template.log")"
-CHART_DIGEST=$(crane digest "$DST_CHART")
-log "verified: helm pull oci://$REG_B/charts/demo-chart --version $CHART_VERSION gives the repository's exact .tgz; helm template renders $(grep -c '^kind:' "$WORK/rendered.yaml") objects"
-
-cat >"$WORK/nf-template.json" <<'EOF'
-{"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
- "contentVersion": "1.0.0.0", "resources": []}
-EOF
-DST_FILE=$REG_B/templates/nf-arm-template:1.0.0
-(cd "$WORK" && run_cli push push --to-plain-http "$DST_FILE" "nf-template.json:application/json")
-mkdir -p "$WORK/oras-pull"
-oras pull --plain-http -o "$WORK/oras-pull" "$DST_FILE" >"$WORK/oras.log" 2>&1 || die "oras pull failed: $(cat "$WORK/oras.log")"
-cmp -s "$WORK/oras-pull/nf-template.json" "$WORK/nf-template.json" || die "oras pull returned different bytes"
-FILE_DIGEST=$(crane digest "$DST_FILE")
-log "verified: oras pull $DST_FILE returns the same nf-template.json"
-
-run_cli recopy copy --from-plain-http --to-plain-http "$SRC_IMAGE" "$DST_IMAGE"
-[[ "$(json_get "$WORK/recopy.json" blobsCopied)" == 0 ]] || die "the re-copy moved blobs although the destination was complete"
-log "verified: re-running the copy moved no blobs"
-
-# --- 4. summary ---------------------------------------------------------------------------
-summary_row() { # name label
-  python3 - "$WORK/$1.json" "$2" <<'PY'
-import json, sys
-j = json.load(open(sys.argv[1]))
-print(f"| {sys.argv[2]} | `{j['reference']}` | `{j['digest'][:19]}…` | {j['bytes']} | "
-      f"{j['blobsCopied']}/{j['blobsSkipped']}/{j['blobsMounted']} | {j['seconds']:.2f} |")
+# Independent check: the store holds the image under the source's digest (skopeo, with the
+# manifest's own scoped credential from listCredential).
+TOKEN=$(curl -s --cacert "$CA_FILE" -d "grant_type=client_credentials&client_id=$CLIENT_ID&client_secret=$CLIENT_SECRET&scope=https://management.azure.com/.default" \
+  "$ARM_ENDPOINT/$TENANT_ID/oauth2/v2.0/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+MANIFEST=/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/contoso-rg/providers/Microsoft.HybridNetwork/publishers/contoso/artifactStores/contoso-cnf-store/artifactManifests/contoso-cnf-manifest
+curl -s --cacert "$CA_FILE" -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Length: 0' \
+  "$ARM_ENDPOINT$MANIFEST/listCredential?api-version=2023-09-01" >"$WORK/cred.json"
+chmod 600 "$WORK/cred.json"
+python3 - "$WORK/cred.json" "$STORE_REGISTRY" >"$WORK/store-auth.json" <<'PY'
+import base64, json, sys
+cred = json.load(open(sys.argv[1]))
+auth = base64.b64encode(f"{cred['username']}:{cred['acrToken']}".encode()).decode()
+print(json.dumps({"auths": {sys.argv[2]: {"auth": auth}}}))
 PY
-}
-{
-  echo
-  echo "== aosm-artifact-operator demo: done =="
-  echo "Source registry A: $REG_A    destination registry B: $REG_B    Helm repository: $HELM_REPO"
-  echo
-  echo "| step | destination | digest | bytes | blobs copied/skipped/mounted | seconds |"
-  echo "|---|---|---|---|---|---|"
-  summary_row copy-all "multi-arch image (whole index)"
-  summary_row copy-arm64 "same image, --platform linux/arm64"
-  summary_row copy-chart "Helm chart from $HELM_REPO"
-  summary_row push "file pushed as OCI artifact"
-  summary_row recopy "re-copy of the image (no-op)"
-  echo
-  echo "Checked with independent tools:"
-  echo "  crane digest  $SRC_IMAGE = $SRC_DIGEST"
-  echo "  crane digest  $DST_IMAGE = $DST_DIGEST (identical)"
-  echo "  crane digest  $ARM_IMAGE = $ARM_DIGEST (index rewritten: linux/arm64 only)"
-  echo "  crane digest  $DST_CHART = $CHART_DIGEST; helm pull oci:// + helm template work"
-  echo "  crane digest  $DST_FILE = $FILE_DIGEST; oras pull returns the same bytes"
-}
+chmod 600 "$WORK/store-auth.json"
+mkdir -p "$WORK/certs.d"
+cp "$CA_FILE" "$WORK/certs.d/ca.crt"
+STORE_DIGEST=$(skopeo inspect --raw --cert-dir "$WORK/certs.d" --authfile "$WORK/store-auth.json" \
+  "docker://$STORE_REGISTRY/contoso-cnf-container:1.0.0" | sha256sum | cut -d' ' -f1)
+[[ "sha256:$STORE_DIGEST" == "$IMAGE_DIGEST" ]] || die "skopeo reads sha256:$STORE_DIGEST from the store, the source has $IMAGE_DIGEST"
+log "skopeo: the store holds contoso-cnf-container:1.0.0 as $IMAGE_DIGEST, the source image's digest"
+log "demo finished in $(elapsed) s (of which $BUILT s tools and builds)"
+
 if [[ "${KEEP:-0}" == 1 ]]; then
-  log "KEEP=1: try e.g.  crane ls $REG_B/mirror/hello   (with PATH from: scripts/tools.sh --env)"
+  cat >&2 <<MSG
+[demo] KEEP=1: the stack keeps running.
+  export KUBECONFIG=$KUBECONFIG
+  kubectl get aosm -A; kubectl describe artifacttransfer -n contoso-publish
+  controller log: $WORK/controller.log   metrics: curl http://127.0.0.1:$METRICS_PORT/metrics
+  stop: kill ${LIB_PIDS[*]}; bash $ROOT/scripts/cluster.sh down $WORK/cluster; rm -rf $WORK
+MSG
 fi

@@ -92,17 +92,18 @@ wait_http() {
   return 1
 }
 
-# start_registry NAME STORAGE_DIR [ACCESS_LOG]: start Debian's docker-registry (distribution)
-# on a free 127.0.0.1 port, plain HTTP, filesystem storage in STORAGE_DIR. The access log
-# (one line per request) goes to ACCESS_LOG when given. Sets REGISTRY_ADDR=127.0.0.1:PORT
-# and REGISTRY_PID; the registry's own log is STORAGE_DIR/../NAME.log.
+# start_registry NAME STORAGE_DIR [ACCESS_LOG] [PORT]: start Debian's docker-registry
+# (distribution) on 127.0.0.1:PORT (default: a free port), plain HTTP, filesystem storage in
+# STORAGE_DIR. The access log (one line per request) goes to ACCESS_LOG when given (may be
+# empty). Sets REGISTRY_ADDR=127.0.0.1:PORT and REGISTRY_PID; the registry's own log is
+# STORAGE_DIR/../NAME.log.
 start_registry() {
-  local name=$1 storage=$2 access=${3:-} conf logdir attempt port
+  local name=$1 storage=$2 access=${3:-} fixed=${4:-} conf logdir attempt port
   logdir=$(dirname "$storage")
   conf="$logdir/$name.yml"
   mkdir -p "$storage"
   for attempt in 1 2 3 4 5; do
-    port=$(free_port)
+    port=${fixed:-$(free_port)}
     cat >"$conf" <<EOF
 version: 0.1
 log:
@@ -133,6 +134,7 @@ EOF
     wait "$REGISTRY_PID" 2>/dev/null || true
     log "registry $name did not start on port $port (attempt $attempt); its log:"
     sed 's/^/    /' "$logdir/$name.log" >&2 || true
+    [[ -z "$fixed" ]] || break
   done
   die "could not start docker-registry '$name'"
 }
@@ -175,4 +177,9 @@ kube_assets() {
     [[ -n "$version" ]] || die "cannot read the Kubernetes version from $root/scripts/kube/apiserver/go.mod"
     echo "${XDG_CACHE_HOME:-$HOME/.cache}/aosm-artifact-operator/kube/$version"
   fi
+}
+
+# port_free PORT: true when nothing listens on 127.0.0.1:PORT.
+port_free() {
+  python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1]))); s.close()' "$1" 2>/dev/null
 }

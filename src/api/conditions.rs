@@ -114,7 +114,8 @@ pub fn new_condition(
         reason: reason.to_string(),
         message,
         observed_generation,
-        last_transition_time: Time(now),
+        // The API server keeps whole seconds; so do we, so a status read back compares equal.
+        last_transition_time: Time(Timestamp::from_second(now.as_second()).unwrap_or(now)),
     }
 }
 
