@@ -41,8 +41,11 @@ transfer-example: ## transfer -f against the local AOSM emulator (image + ARM te
 bench: ## copy benchmark against crane, oras, skopeo, regctl (RUNS=5 by default)
 	bash scripts/bench-copy.sh
 
-crds: ## regenerate crds/ from the Rust types in src/api (a test fails while they are stale)
+crds: ## regenerate crds/ from the Rust types in src/api, and its copies in the chart and deploy/base (tests fail while they are stale)
 	AOSM_UPDATE_CRDS=1 cargo test --test api crds_are_up_to_date
+	for dir in charts/aosm-artifact-operator/crds deploy/base/crds; do \
+	  rm -f $$dir/*.yaml && cp crds/*.yaml $$dir/; \
+	done
 
 crdcheck: ## check crds/, examples/, tests/fixtures/invalid/ with the API server's validation code (Go)
 	cd tests/crdcheck && go build -o $(CURDIR)/target/crdcheck .
