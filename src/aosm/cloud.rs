@@ -51,17 +51,34 @@ impl Cloud {
 
     /// Endpoints with per-store overrides applied. Overrides keep the cloud's ARM token
     /// scope (an emulator or private endpoint accepts the audience of the cloud it mimics).
+    /// For `Custom` without `authority_host`, the controller's `AZURE_AUTHORITY_HOST` is
+    /// used, else the public cloud's authority.
     pub fn endpoints(
         self,
         arm_endpoint: Option<&str>,
         authority_host: Option<&str>,
     ) -> Result<CloudEndpoints, AosmError> {
+        let env = std::env::var("AZURE_AUTHORITY_HOST")
+            .ok()
+            .filter(|v| !v.is_empty());
+        self.endpoints_with(arm_endpoint, authority_host, env.as_deref())
+    }
+
+    fn endpoints_with(
+        self,
+        arm_endpoint: Option<&str>,
+        authority_host: Option<&str>,
+        env_authority_host: Option<&str>,
+    ) -> Result<CloudEndpoints, AosmError> {
         let defaults = self.defaults();
         let arm = arm_endpoint
             .or(defaults.map(|d| d.0))
             .ok_or_else(|| AosmError::Config("cloud Custom needs armEndpoint".into()))?;
+        let public_authority = Cloud::AzurePublic.defaults().map(|d| d.1);
         let authority = authority_host
             .or(defaults.map(|d| d.1))
+            .or(env_authority_host)
+            .or(public_authority)
             .ok_or_else(|| AosmError::Config("cloud Custom needs authorityHost".into()))?;
         for (name, value) in [("armEndpoint", arm), ("authorityHost", authority)] {
             let url = url::Url::parse(value)
@@ -101,6 +118,22 @@ mod tests {
         assert_eq!(e.arm_endpoint, "https://127.0.0.1:8443");
         assert_eq!(e.arm_scope, "https://management.azure.com/.default");
         assert!(Cloud::Custom.endpoints(None, Some("https://a")).is_err());
+        let custom = |env| {
+            Cloud::Custom
+                .endpoints_with(Some("https://arm.x"), None, env)
+                .unwrap()
+                .authority_host
+        };
+        assert_eq!(custom(Some("https://login.x/")), "https://login.x");
+        assert_eq!(custom(None), "https://login.microsoftonline.com");
+        assert_eq!(
+            Cloud::AzureChina
+                .endpoints_with(None, None, Some("https://login.x"))
+                .unwrap()
+                .authority_host,
+            "https://login.chinacloudapi.cn",
+            "a named cloud keeps its own authority"
+        );
         assert!(
             Cloud::AzurePublic
                 .endpoints(Some("http://x"), None)

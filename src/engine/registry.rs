@@ -132,6 +132,21 @@ pub fn http_client(
     Ok(client)
 }
 
+/// Where Linux distributions keep the system CA bundle (Debian/Ubuntu/Alpine, RHEL/Fedora,
+/// openSUSE, and the generic `/etc/ssl/cert.pem`); the first that exists.
+pub fn system_ca_bundle() -> Option<PathBuf> {
+    [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/ca-bundle.pem",
+        "/etc/ssl/cert.pem",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+}
+
 fn build_http_client(
     insecure: bool,
     ca_file: Option<&std::path::Path>,
@@ -148,6 +163,13 @@ fn build_http_client(
         .tcp_nodelay(true);
     let mut bundles: Vec<PathBuf> = Vec::new();
     if let Some(env) = std::env::var_os("SSL_CERT_FILE") {
+        // The platform verifier reads *only* SSL_CERT_FILE/SSL_CERT_DIR once either is set;
+        // SSL_CERT_FILE here adds to the system roots, so put them back explicitly.
+        if std::env::var_os("SSL_CERT_DIR").is_none()
+            && let Some(system) = system_ca_bundle()
+        {
+            bundles.push(system);
+        }
         bundles.push(PathBuf::from(env));
     }
     if let Some(ca) = ca_file {
@@ -894,5 +916,24 @@ pub(crate) async fn status_error(host: &str, action: &str, resp: Response) -> En
             action: action.to_string(),
             reason,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_system_ca_bundle() {
+        // Debian (this project's machines and its container image) keeps it here.
+        let bundle = system_ca_bundle().expect("a system CA bundle");
+        let pem = std::fs::read(&bundle).expect("readable bundle");
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).expect("PEM bundle");
+        assert!(
+            certs.len() > 10,
+            "{} holds {} certificates",
+            bundle.display(),
+            certs.len()
+        );
     }
 }
