@@ -7,7 +7,7 @@ SHELL := bash
 # installed and cached by scripts/tools.sh, which prints their bin directory last.
 TOOLS := bash scripts/tools.sh
 
-.PHONY: help test build demo bench fmt lint tools transfer-example crds crdcheck
+.PHONY: help test build demo bench fmt lint tools transfer-example crds crdcheck bench-controller
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ transfer-example: ## transfer -f against the local AOSM emulator (image + ARM te
 
 bench: ## copy benchmark against crane, oras, skopeo, regctl (RUNS=5 by default)
 	bash scripts/bench-copy.sh
+
+bench-controller: ## N=200 ArtifactTransfers through the controller: time to Ready, RSS, ARM/registry requests, steady state
+	bash scripts/bench-controller.sh
 
 crds: ## regenerate crds/ from the Rust types in src/api, and its copies in the chart and deploy/base (tests fail while they are stale)
 	AOSM_UPDATE_CRDS=1 cargo test --test api crds_are_up_to_date
