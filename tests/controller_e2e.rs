@@ -742,6 +742,7 @@ fn twenty_transfers_of_one_manifest_share_one_list_credential() {
     let src = Registry::start();
     let image = fixtures::push_image(env, &src, "contoso/nf:1.0.0", &[30_000], Flavor::Oci, None);
     let before = stack.emu.list_credential_count(MANIFEST);
+    let arm_before = stack.emu.stats()["armCalls"].as_u64().unwrap();
     stack.apply(&list(
         names
             .iter()

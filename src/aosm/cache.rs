@@ -75,6 +75,11 @@ impl CredentialCache {
         Ok(credential)
     }
 
+    /// Drops the cached credential for `key`, whatever it is (the manifest changed state).
+    pub async fn forget(&self, key: &CacheKey) {
+        *self.slot(key).lock().await = None;
+    }
+
     /// Drops the cached credential for `key` if it is still the one whose token failed.
     pub async fn invalidate(&self, key: &CacheKey, failed_token: &str) {
         let slot = self.slot(key);

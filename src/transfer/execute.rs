@@ -12,7 +12,9 @@ use super::error::{Reason, TransferError};
 use super::request::{
     Destination, FileSource, Source, StoreArtifact, StoreConfig, TransferRequest,
 };
-use crate::aosm::{AcrCredential, ArmClient, CacheKey, CredentialCache, ManifestArtifact};
+use crate::aosm::{
+    AcrCredential, ArmClient, ArtifactManifest, CacheKey, CredentialCache, ManifestArtifact,
+};
 pub use crate::api::Direction;
 use crate::engine::copy::{
     DEFAULT_CHUNK_SIZE, Endpoint, TransferOptions, TransferSummary, publish,
@@ -43,6 +45,13 @@ pub struct TransferOutcome {
     pub summary: TransferSummary,
 }
 
+/// How long an artifact manifest read from ARM answers "is this artifact listed?" before
+/// it is read again. A miss always reads it again, so a newly added artifact is never
+/// refused because of the cache.
+const MANIFEST_TTL: Duration = Duration::from_secs(300);
+
+type ManifestSlot = Arc<tokio::sync::Mutex<Option<(Instant, Arc<ArtifactManifest>)>>>;
+
 /// Executes transfers; shares ARM clients and credentials across them.
 pub struct Executor {
     http: reqwest::Client,
@@ -50,6 +59,11 @@ pub struct Executor {
     arm_clients: Mutex<HashMap<String, Arc<ArmClient>>>,
     /// Store types already read from ARM (a store's type never changes).
     store_types: Mutex<HashMap<String, String>>,
+    /// Artifact manifests read from ARM recently, one fetch at a time per manifest.
+    manifests: Mutex<HashMap<CacheKey, ManifestSlot>>,
+    /// Registry clients of store registries per (server, store, manifest): their tokens
+    /// outlive one transfer, so a re-check is one HEAD while the token is valid.
+    store_clients: Mutex<HashMap<(String, CacheKey), Arc<RegistryClient>>>,
     retry: RetryPolicy,
     concurrency: usize,
 }
@@ -133,6 +147,8 @@ impl Executor {
             cache: CredentialCache::default(),
             arm_clients: Mutex::new(HashMap::new()),
             store_types: Mutex::new(HashMap::new()),
+            manifests: Mutex::new(HashMap::new()),
+            store_clients: Mutex::new(HashMap::new()),
             retry: RetryPolicy::default(),
             concurrency: concurrency.max(1),
         })
@@ -140,14 +156,7 @@ impl Executor {
 
     /// The ARM client for a store (one per store configuration).
     pub fn arm(&self, store: &StoreConfig) -> Result<Arc<ArmClient>, TransferError> {
-        // Debug hides the client secret; a fingerprint keeps two secrets apart.
-        let fingerprint = match &store.identity {
-            crate::aosm::Identity::ClientSecret { client_secret, .. } => {
-                crate::engine::digest::sha256_digest(client_secret.expose().as_bytes())
-            }
-            _ => String::new(),
-        };
-        let key = format!("{store:?}|{fingerprint}");
+        let key = identity_key(store);
         let mut clients = self.arm_clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = clients.get(&key) {
             return Ok(c.clone());
@@ -167,13 +176,12 @@ impl Executor {
         Ok(client)
     }
 
+    /// Key of everything cached per manifest (credential, manifest, registry client): the
+    /// store *and the identity*, so a wrong or rotated secret never rides on what another
+    /// identity was given.
     fn cache_key(a: &StoreArtifact) -> CacheKey {
         CacheKey {
-            store: format!(
-                "{}|{}",
-                a.store.arm_endpoint.as_deref().unwrap_or_default(),
-                a.store.id.path()
-            ),
+            store: identity_key(&a.store),
             manifest: a.manifest.clone(),
         }
     }
@@ -225,16 +233,37 @@ impl Executor {
             ));
         }
         self.check_store_type(&a.store).await?;
-        let manifest = self
-            .arm(&a.store)?
-            .manifest(&a.store.id, &a.manifest)
-            .await?;
-        manifest
-            .artifacts
-            .iter()
-            .find(|x| x.artifact_name.eq_ignore_ascii_case(&a.artifact) && x.artifact_version == a.version)
-            .cloned()
-            .ok_or_else(|| {
+        let find = |m: &ArtifactManifest| {
+            m.artifacts
+                .iter()
+                .find(|x| {
+                    x.artifact_name.eq_ignore_ascii_case(&a.artifact)
+                        && x.artifact_version == a.version
+                })
+                .cloned()
+        };
+        let slot = self
+            .manifests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(Self::cache_key(a))
+            .or_default()
+            .clone();
+        let mut cached = slot.lock().await;
+        if let Some((read_at, m)) = cached.as_ref()
+            && read_at.elapsed() < MANIFEST_TTL
+            && let Some(found) = find(m)
+        {
+            return Ok(found);
+        }
+        let manifest = Arc::new(
+            self.arm(&a.store)?
+                .manifest(&a.store.id, &a.manifest)
+                .await?,
+        );
+        *cached = Some((Instant::now(), manifest.clone()));
+        drop(cached);
+        find(&manifest).ok_or_else(|| {
                 let listed: Vec<String> = manifest
                     .artifacts
                     .iter()
@@ -273,6 +302,7 @@ impl Executor {
                 ),
             )
         })?;
+        let key_for_clients = key.clone();
         let source = StoreCredentials {
             cache: self.cache.clone(),
             arm,
@@ -286,7 +316,25 @@ impl Executor {
             ..Default::default()
         };
         let reference = ImageRef::parse(&format!("{}/{repo}:{}", cred.server, a.version))?;
-        let client = Arc::new(RegistryClient::new(&cred.server, &options)?);
+        let client_key = (cred.server.clone(), key_for_clients);
+        let cached = self
+            .store_clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&client_key)
+            .cloned();
+        let client = match cached {
+            Some(c) => c,
+            None => {
+                let c = Arc::new(RegistryClient::new(&cred.server, &options)?);
+                self.store_clients
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(client_key)
+                    .or_insert(c)
+                    .clone()
+            }
+        };
         Ok((Endpoint { client, reference }, cred))
     }
 
@@ -444,11 +492,37 @@ impl Executor {
         store: &StoreConfig,
         manifest: &str,
     ) -> Result<(), TransferError> {
-        Ok(self
-            .arm(store)?
+        self.arm(store)?
             .update_state(&store.id, manifest, "Uploaded", Duration::from_secs(600))
-            .await?)
+            .await?;
+        // The manifest's credential and listing belong to its Uploading state: forget them.
+        let key = CacheKey {
+            store: identity_key(store),
+            manifest: manifest.to_string(),
+        };
+        self.cache.forget(&key).await;
+        self.manifests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        self.store_clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(_, k), _| k != &key);
+        Ok(())
     }
+}
+
+/// One key per store configuration and identity. `Debug` of a [`StoreConfig`] hides the
+/// client secret; its fingerprint keeps two secrets apart.
+fn identity_key(store: &StoreConfig) -> String {
+    let fingerprint = match &store.identity {
+        crate::aosm::Identity::ClientSecret { client_secret, .. } => {
+            crate::engine::digest::sha256_digest(client_secret.expose().as_bytes())
+        }
+        _ => String::new(),
+    };
+    format!("{store:?}|{fingerprint}")
 }
 
 /// The version on the store side of a request.
