@@ -771,6 +771,13 @@ fn twenty_transfers_of_one_manifest_share_one_list_credential() {
             .metrics()
             .contains("aosm_list_credential_calls_total 1")
     );
+    // The store (twice: its own check and the transfers'), the manifest once, listCredential
+    // once — not one manifest read per transfer.
+    let arm_calls = stack.emu.stats()["armCalls"].as_u64().unwrap() - arm_before;
+    assert!(
+        arm_calls <= 5,
+        "{arm_calls} ARM calls for 20 transfers of one manifest"
+    );
     controller.terminate();
 }
 

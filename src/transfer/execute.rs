@@ -57,8 +57,9 @@ pub struct Executor {
     http: reqwest::Client,
     cache: CredentialCache,
     arm_clients: Mutex<HashMap<String, Arc<ArmClient>>>,
-    /// Store types already read from ARM (a store's type never changes).
-    store_types: Mutex<HashMap<String, String>>,
+    /// Store types already read from ARM (a store's type never changes), one read at a
+    /// time per store.
+    store_types: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<String>>>>>,
     /// Artifact manifests read from ARM recently, one fetch at a time per manifest.
     manifests: Mutex<HashMap<CacheKey, ManifestSlot>>,
     /// Registry clients of store registries per (server, store, manifest): their tokens
@@ -194,23 +195,23 @@ impl Executor {
             store.arm_endpoint.as_deref().unwrap_or_default(),
             store.id.path()
         );
-        let known = self
+        let slot = self
             .store_types
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .cloned();
-        let store_type = match known {
-            Some(t) => t,
+            .entry(key)
+            .or_default()
+            .clone();
+        let mut known = slot.lock().await;
+        let store_type = match known.as_ref() {
+            Some(t) => t.clone(),
             None => {
                 let t = self.arm(store)?.store_type(&store.id).await?;
-                self.store_types
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(key, t.clone());
+                *known = Some(t.clone());
                 t
             }
         };
+        drop(known);
         if store_type == "AzureContainerRegistry" {
             Ok(())
         } else {
