@@ -475,7 +475,8 @@ impl Executor {
             .manifest_reference()
             .unwrap_or(req_version(req))
             .to_string();
-        let scope = crate::engine::registry::Scope::pull(&reference.repository);
+        // The scope the copy used for the destination, so a still-valid token is reused.
+        let scope = crate::engine::registry::Scope::push(&reference.repository);
         Ok(client
             .head_manifest(&reference.repository, &tag, &scope)
             .await?)
