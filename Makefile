@@ -7,7 +7,7 @@ SHELL := bash
 # installed and cached by scripts/tools.sh, which prints their bin directory last.
 TOOLS := bash scripts/tools.sh
 
-.PHONY: help test build demo bench fmt lint tools transfer-example crds crdcheck bench-controller
+.PHONY: help test build demo bench fmt lint tools transfer-example crds crdcheck image bench-controller
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -31,6 +31,10 @@ test: ## tools, then cargo fmt --check, clippy -D warnings, cargo test (what CI 
 
 build: ## release build: target/release/aosm-artifact-operator
 	cargo build --release
+
+image: ## static binary + OCI image (no Docker), pushed: make image IMAGE=host[:port]/repo:tag [INSECURE=1]
+	@[[ -n "$(IMAGE)" ]] || { echo "usage: make image IMAGE=host[:port]/repo:tag [INSECURE=1]  (e.g. IMAGE=127.0.0.1:5000/aosm-artifact-operator:0.1.0)" >&2; exit 2; }
+	INSECURE=$(INSECURE) bash scripts/image.sh "$(IMAGE)"
 
 demo: ## start local registries + Helm repo, copy an image index and a chart with the CLI
 	bash scripts/demo.sh

@@ -8,6 +8,8 @@
 # else ${XDG_CACHE_HOME:-$HOME/.cache}/aosm-artifact-operator/kube/<k8s-version>/.
 #
 # Usage: scripts/tools.sh            # install (if needed) and print versions
+#        scripts/tools.sh --image    # the same, plus what `make image` needs: the Rust
+#                                    # x86_64-unknown-linux-musl target and musl-tools (musl-gcc)
 #        source <(scripts/tools.sh --env)   # print `export PATH=...` for the cache
 set -euo pipefail
 # The whole script is one { ... } block, which bash reads completely before running it: an
@@ -32,6 +34,11 @@ if [[ "${1:-}" == "--env" ]]; then
   echo "export PATH=\"$BIN:\$PATH\""
   exit 0
 fi
+IMAGE_TOOLS=0
+if [[ "${1:-}" == "--image" ]]; then
+  IMAGE_TOOLS=1
+  APT_PACKAGES+=(musl-tools file ca-certificates) # musl-gcc (aws-lc-sys C code), the CA bundle
+fi
 
 mkdir -p "$BIN"
 log() { printf '[tools] %s\n' "$*" >&2; }
@@ -53,6 +60,10 @@ if command -v rustup >/dev/null 2>&1; then
       rustup component add "$c" >&2
     fi
   done
+  if ((IMAGE_TOOLS)) && ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+    log "rustup target add x86_64-unknown-linux-musl"
+    rustup target add x86_64-unknown-linux-musl >&2
+  fi
 fi
 
 # --- Debian packages ------------------------------------------------------
