@@ -7,10 +7,10 @@ SHELL := bash
 # installed and cached by scripts/tools.sh, which prints their bin directory last.
 TOOLS := bash scripts/tools.sh
 
-.PHONY: help test build demo bench fmt lint tools transfer-example crds crdcheck image bench-controller
+.PHONY: help test build demo demo-copy bench fmt lint tools transfer-example crds crdcheck image bench-controller
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
 tools: ## install/cache the pinned tools and print their versions
 	@$(TOOLS) >/dev/null
@@ -36,8 +36,11 @@ image: ## static binary + OCI image (no Docker), pushed: make image IMAGE=host[:
 	@[[ -n "$(IMAGE)" ]] || { echo "usage: make image IMAGE=host[:port]/repo:tag [INSECURE=1]  (e.g. IMAGE=127.0.0.1:5000/aosm-artifact-operator:0.1.0)" >&2; exit 2; }
 	INSECURE=$(INSECURE) bash scripts/image.sh "$(IMAGE)"
 
-demo: ## start local registries + Helm repo, copy an image index and a chart with the CLI
+demo: ## the operator end to end: local kube-apiserver, registries, Helm repo, AOSM emulator, helm install, examples/publish/
 	bash scripts/demo.sh
+
+demo-copy: ## the copy engine alone: two registries + a Helm repo, an image index and a chart copied with the CLI
+	bash scripts/demo-copy.sh
 
 transfer-example: ## transfer -f against the local AOSM emulator (image + ARM template into a store)
 	bash scripts/transfer-example.sh
