@@ -396,22 +396,11 @@ cat "$WORK"/layers/*.digest >"$WORK/source-digests.txt"
 
 # ----- emulator --------------------------------------------------------------------------------
 python3 "$PY" seed "$N" "$MANIFESTS" >"$WORK/seed.json"
-CLIENT_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
-export CLIENT_SECRET
-spawn "$WORK/emulator.log" env AOSM_EMULATOR_CLIENT_SECRET="$CLIENT_SECRET" \
-  "$EMULATOR" serve --state-dir "$WORK/emulator" --seed "$WORK/seed.json"
-EMULATOR_PID=$SPAWNED_PID
-deadline=$((SECONDS + 60))
-until [[ -f "$WORK/emulator/endpoints.json" ]]; do
-  kill -0 "$EMULATOR_PID" 2>/dev/null || { tail -n 30 "$WORK/emulator.log" >&2; die "aosm-emulator exited"; }
-  ((SECONDS < deadline)) || die "aosm-emulator did not write endpoints.json within 60 s"
-  sleep 0.1
-done
-field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$WORK/emulator/endpoints.json" "$1"; }
-CA_FILE=$(field caFile) ADMIN_URL=$(field adminUrl) STORE_REGISTRY=$(field registry)
+start_emulator "$EMULATOR" "$WORK/emulator" "$WORK/seed.json"
+CA_FILE=$(emulator_field caFile) ADMIN_URL=$(emulator_field adminUrl) STORE_REGISTRY=$(emulator_field registry)
 STORE_LOG=$WORK/emulator/registry/registry.log
 STORE_STORAGE=$WORK/emulator/registry/storage
-log "emulator: ARM $(field armEndpoint), store registry $STORE_REGISTRY, $MANIFESTS manifest(s) listing $N artifacts"
+log "emulator: ARM $(emulator_field armEndpoint), store registry $STORE_REGISTRY, $MANIFESTS manifest(s) listing $N artifacts"
 
 # ----- controller ------------------------------------------------------------------------------
 python3 "$PY" store-objects "$WORK/emulator/endpoints.json" >"$WORK/store.yaml"

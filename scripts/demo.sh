@@ -70,20 +70,9 @@ wait_http "http://127.0.0.1:$HELM_PORT/charts/index.yaml" "$SPAWNED_PID" 15 || d
 log "Helm repository http://127.0.0.1:$HELM_PORT/charts (contoso-chart 1.0.0)"
 
 # --- AOSM emulator --------------------------------------------------------------------
-CLIENT_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
-spawn "$WORK/emulator.log" env AOSM_EMULATOR_CLIENT_SECRET="$CLIENT_SECRET" \
-  "$EMULATOR" serve --state-dir "$WORK/emulator" --listen "127.0.0.1:$EMULATOR_PORT" \
-  --seed "$ROOT/examples/emulator/seed.json"
-EMULATOR_PID=$SPAWNED_PID
-for _ in $(seq 150); do
-  [[ -f "$WORK/emulator/endpoints.json" ]] && break
-  kill -0 "$EMULATOR_PID" 2>/dev/null || { cat "$WORK/emulator.log" >&2; die "aosm-emulator exited"; }
-  sleep 0.1
-done
-[[ -f "$WORK/emulator/endpoints.json" ]] || die "aosm-emulator did not write endpoints.json"
-field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$WORK/emulator/endpoints.json" "$1"; }
-ARM_ENDPOINT=$(field armEndpoint) TENANT_ID=$(field tenantId) CLIENT_ID=$(field clientId)
-CA_FILE=$(field caFile) STORE_REGISTRY=$(field registry)
+start_emulator "$EMULATOR" "$WORK/emulator" "$ROOT/examples/emulator/seed.json" --listen "127.0.0.1:$EMULATOR_PORT"
+ARM_ENDPOINT=$(emulator_field armEndpoint) TENANT_ID=$(emulator_field tenantId) CLIENT_ID=$(emulator_field clientId)
+CA_FILE=$(emulator_field caFile) STORE_REGISTRY=$(emulator_field registry)
 log "AOSM emulator: ARM $ARM_ENDPOINT, store registry $STORE_REGISTRY"
 
 # --- the operator -----------------------------------------------------------------------
@@ -119,12 +108,8 @@ echo
 
 # Independent check: the store holds the image under the source's digest (skopeo, with the
 # manifest's own scoped credential from listCredential).
-TOKEN=$(curl -s --cacert "$CA_FILE" -d "grant_type=client_credentials&client_id=$CLIENT_ID&client_secret=$CLIENT_SECRET&scope=https://management.azure.com/.default" \
-  "$ARM_ENDPOINT/$TENANT_ID/oauth2/v2.0/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 MANIFEST=/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/contoso-rg/providers/Microsoft.HybridNetwork/publishers/contoso/artifactStores/contoso-cnf-store/artifactManifests/contoso-cnf-manifest
-curl -s --cacert "$CA_FILE" -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Length: 0' \
-  "$ARM_ENDPOINT$MANIFEST/listCredential?api-version=2023-09-01" >"$WORK/cred.json"
-chmod 600 "$WORK/cred.json"
+list_credential "$(arm_token)" "$MANIFEST" "$WORK/cred.json"
 python3 - "$WORK/cred.json" "$STORE_REGISTRY" >"$WORK/store-auth.json" <<'PY'
 import base64, json, sys
 cred = json.load(open(sys.argv[1]))

@@ -183,3 +183,44 @@ kube_assets() {
 port_free() {
   python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1]))); s.close()' "$1" 2>/dev/null
 }
+
+# start_emulator BIN STATE_DIR SEED [SERVE_ARGS...]: start `aosm-emulator serve` with a
+# fresh random client secret (exported as CLIENT_SECRET), its log in STATE_DIR.log, and wait
+# (60 s at most, while it runs) for STATE_DIR/endpoints.json. Sets EMULATOR_PID and
+# EMULATOR_ENDPOINTS (read fields with emulator_field).
+start_emulator() {
+  local bin=$1 state=$2 seed=$3 deadline
+  shift 3
+  CLIENT_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
+  export CLIENT_SECRET
+  spawn "$state.log" env AOSM_EMULATOR_CLIENT_SECRET="$CLIENT_SECRET" \
+    "$bin" serve --state-dir "$state" --seed "$seed" "$@"
+  EMULATOR_PID=$SPAWNED_PID
+  EMULATOR_ENDPOINTS=$state/endpoints.json
+  deadline=$((SECONDS + 60))
+  until [[ -f "$EMULATOR_ENDPOINTS" ]]; do
+    kill -0 "$EMULATOR_PID" 2>/dev/null || { tail -n 30 "$state.log" >&2; die "aosm-emulator exited"; }
+    ((SECONDS < deadline)) || die "aosm-emulator did not write endpoints.json within 60 s"
+    sleep 0.1
+  done
+}
+
+# emulator_field NAME: a field of the running emulator's endpoints.json.
+emulator_field() {
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$EMULATOR_ENDPOINTS" "$1"
+}
+
+# arm_token: an ARM access token from the emulator's Entra endpoint for the service
+# principal (ARM_ENDPOINT, TENANT_ID, CLIENT_ID, CLIENT_SECRET, CA_FILE).
+arm_token() {
+  curl -s --cacert "$CA_FILE" \
+    -d "grant_type=client_credentials&client_id=$CLIENT_ID&client_secret=$CLIENT_SECRET&scope=https://management.azure.com/.default" \
+    "$ARM_ENDPOINT/$TENANT_ID/oauth2/v2.0/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
+}
+
+# list_credential TOKEN MANIFEST_ID OUT: the manifest's scoped registry credential
+# (listCredential) into OUT, readable by the owner only.
+list_credential() {
+  (umask 077 && curl -s --cacert "$CA_FILE" -X POST -H "Authorization: Bearer $1" -H 'Content-Length: 0' \
+    "$ARM_ENDPOINT$2/listCredential?api-version=2023-09-01" >"$3")
+}

@@ -37,19 +37,9 @@ crane append --insecure -f "$WORK/layer.tar" -t "$SOURCE_IMAGE" >/dev/null 2>&1 
 SOURCE_DIGEST=$(crane digest --insecure "$SOURCE_IMAGE")
 log "source image $SOURCE_IMAGE ($SOURCE_DIGEST)"
 
-CLIENT_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
-spawn "$WORK/emulator.log" env AOSM_EMULATOR_CLIENT_SECRET="$CLIENT_SECRET" \
-  "$EMULATOR" serve --state-dir "$WORK/emulator" --seed "$ROOT/examples/emulator/seed.json"
-EMULATOR_PID=$SPAWNED_PID
-for _ in $(seq 150); do
-  [[ -f "$WORK/emulator/endpoints.json" ]] && break
-  kill -0 "$EMULATOR_PID" 2>/dev/null || { cat "$WORK/emulator.log" >&2; die "aosm-emulator exited"; }
-  sleep 0.1
-done
-[[ -f "$WORK/emulator/endpoints.json" ]] || die "aosm-emulator did not write endpoints.json"
-field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$WORK/emulator/endpoints.json" "$1"; }
-ARM_ENDPOINT=$(field armEndpoint) TENANT_ID=$(field tenantId) CLIENT_ID=$(field clientId)
-CA_FILE=$(field caFile) STORE_REGISTRY=$(field registry)
+start_emulator "$EMULATOR" "$WORK/emulator" "$ROOT/examples/emulator/seed.json"
+ARM_ENDPOINT=$(emulator_field armEndpoint) TENANT_ID=$(emulator_field tenantId) CLIENT_ID=$(emulator_field clientId)
+CA_FILE=$(emulator_field caFile) STORE_REGISTRY=$(emulator_field registry)
 log "emulator: ARM $ARM_ENDPOINT, store registry $STORE_REGISTRY"
 
 export ARM_ENDPOINT TENANT_ID CLIENT_ID CLIENT_SECRET SOURCE_IMAGE
@@ -71,12 +61,9 @@ for doc in json.load(open(sys.argv[1])):
 PY
 
 # Check with an independent tool, through the manifest's own scoped credential.
-TOKEN=$(curl -s --cacert "$CA_FILE" -d "grant_type=client_credentials&client_id=$CLIENT_ID&client_secret=$CLIENT_SECRET&scope=https://management.azure.com/.default" \
-  "$ARM_ENDPOINT/$TENANT_ID/oauth2/v2.0/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+TOKEN=$(arm_token)
 MANIFEST=/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/contoso-rg/providers/Microsoft.HybridNetwork/publishers/contoso/artifactStores/contoso-cnf-store/artifactManifests/contoso-cnf-manifest
-curl -s --cacert "$CA_FILE" -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Length: 0' \
-  "$ARM_ENDPOINT$MANIFEST/listCredential?api-version=2023-09-01" >"$WORK/cred.json"
-chmod 600 "$WORK/cred.json"
+list_credential "$TOKEN" "$MANIFEST" "$WORK/cred.json"
 STATE=$(curl -s --cacert "$CA_FILE" -H "Authorization: Bearer $TOKEN" "$ARM_ENDPOINT$MANIFEST?api-version=2023-09-01" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["properties"]["artifactManifestState"])')
 CRED_USER=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["username"])' "$WORK/cred.json")
