@@ -74,16 +74,6 @@ impl Context {
             .remove(key);
     }
 
-    /// Consecutive failures of `key` so far.
-    pub fn failures(&self, key: &str) -> u32 {
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .copied()
-            .unwrap_or(0)
-    }
-
     /// Publishes an event; a failure to publish is logged, never fatal.
     pub async fn event(
         &self,

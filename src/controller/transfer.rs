@@ -18,7 +18,7 @@ use super::progress::Counters;
 use crate::api::conditions::{self, READY, RECONCILING, STALLED, TRUE, get_condition, reason};
 use crate::api::{API_VERSION, ArtifactTransfer, ArtifactTransferStatus};
 use crate::transfer::resolve::resolve;
-use crate::transfer::{Reason, TransferError, status};
+use crate::transfer::{Reason, TransferError, TransferRequest, status};
 
 /// First retry delay of a transient failure; doubles up to [`RETRY_MAX`].
 pub const RETRY_BASE: Duration = Duration::from_secs(5);
@@ -190,12 +190,15 @@ async fn recheck(t: &ArtifactTransfer, ctx: &Context) -> Result<Outcome, Error> 
     let (Some(digest), Some(dest)) = (&status.digest, &status.destination_ref) else {
         return run(t, ctx).await;
     };
-    let gathered = inputs::for_transfer(&ctx.client, t, &ctx.namespace).await?;
-    let request = match resolve(t, &gathered.inputs(&ctx.namespace)) {
-        Ok(r) => r,
-        Err(_) => return run(t, ctx).await,
+    let request = resolved(t, ctx).await?;
+    let Ok(resolved_request) = &request else {
+        return copy(t, ctx, request).await;
     };
-    match ctx.executor.destination_digest(&request, dest).await {
+    match ctx
+        .executor
+        .destination_digest(resolved_request, dest)
+        .await
+    {
         Ok(Some(found)) if &found == digest => {
             let mut next = status.clone();
             next.completed_at = Some(Time(Timestamp::now()));
@@ -209,17 +212,37 @@ async fn recheck(t: &ArtifactTransfer, ctx: &Context) -> Result<Outcome, Error> 
                 transfer = %key(t), expected = %digest, found = ?found,
                 "destination no longer holds the digest; copying again"
             );
-            run(t, ctx).await
+            copy(t, ctx, request).await
         }
         Err(e) => {
             tracing::info!(transfer = %key(t), error = %e, "re-check failed; copying again");
-            run(t, ctx).await
+            copy(t, ctx, request).await
         }
     }
 }
 
+/// Reads what `t` references and resolves it into a request (or the reason it cannot be).
+async fn resolved(
+    t: &ArtifactTransfer,
+    ctx: &Context,
+) -> Result<Result<TransferRequest, TransferError>, Error> {
+    let gathered = inputs::for_transfer(&ctx.client, t, &ctx.namespace).await?;
+    Ok(resolve(t, &gathered.inputs(&ctx.namespace)))
+}
+
 /// Resolves, runs and records one transfer attempt.
 async fn run(t: &ArtifactTransfer, ctx: &Context) -> Result<Outcome, Error> {
+    let request = resolved(t, ctx).await?;
+    copy(t, ctx, request).await
+}
+
+/// Runs and records one attempt of an already resolved transfer (a resolve error is
+/// recorded like any other failure).
+async fn copy(
+    t: &ArtifactTransfer,
+    ctx: &Context,
+    request: Result<TransferRequest, TransferError>,
+) -> Result<Outcome, Error> {
     let generation = t.metadata.generation;
     let reference = t.object_ref(&());
     let previous = t.status.clone().unwrap_or_default();
@@ -227,8 +250,7 @@ async fn run(t: &ArtifactTransfer, ctx: &Context) -> Result<Outcome, Error> {
     status.describe(&t.spec);
     status.last_handled_reconcile_at = t.requested_at().map(str::to_string);
 
-    let gathered = inputs::for_transfer(&ctx.client, t, &ctx.namespace).await?;
-    let request = match resolve(t, &gathered.inputs(&ctx.namespace)) {
+    let request = match request {
         Ok(r) => r,
         Err(e) => return permanent_or_retry(t, ctx, status, &previous, e, Timestamp::now()).await,
     };
