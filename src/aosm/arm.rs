@@ -174,6 +174,7 @@ impl ArmClient {
         api_version: &str,
         identity: Identity,
         retry: RetryPolicy,
+        tokens: Option<&Arc<dyn super::identity::ServiceAccountTokens>>,
     ) -> Result<Self, AosmError> {
         if !API_VERSIONS.contains(&api_version) {
             return Err(AosmError::Config(format!(
@@ -181,8 +182,12 @@ impl ArmClient {
                 API_VERSIONS.join(", ")
             )));
         }
-        let credential =
-            super::identity::credential(&identity, &endpoints.authority_host, http.clone())?;
+        let credential = super::identity::credential(
+            &identity,
+            &endpoints.authority_host,
+            http.clone(),
+            tokens,
+        )?;
         Ok(Self {
             http,
             arm_endpoint: endpoints.arm_endpoint.clone(),

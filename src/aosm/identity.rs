@@ -8,6 +8,7 @@ use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, Transport};
 use azure_identity::{
+    ClientAssertion, ClientAssertionCredential, ClientAssertionCredentialOptions,
     ClientSecretCredential, ClientSecretCredentialOptions, ManagedIdentityCredential,
     ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential,
     WorkloadIdentityCredentialOptions,
@@ -15,6 +16,33 @@ use azure_identity::{
 
 use super::error::AosmError;
 use crate::engine::Secret;
+
+/// The audience of a ServiceAccount token exchanged at Entra ID for an Azure identity
+/// (what the AKS workload identity webhook projects into pods).
+pub const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
+
+/// Hands out short-lived tokens of a Kubernetes ServiceAccount for an audience. The
+/// controller implements it with the TokenRequest API; the AOSM client knows nothing of
+/// Kubernetes. Errors are one line, never a token.
+pub trait ServiceAccountTokens: Send + Sync + std::fmt::Debug {
+    /// A token of ServiceAccount `namespace/name` for `audience`.
+    fn token<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        audience: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<Secret, ServiceAccountTokenError>>;
+}
+
+/// Why a ServiceAccount token could not be had.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ServiceAccountTokenError {
+    /// What failed (one line, no token).
+    pub message: String,
+    /// Whether asking again may succeed (the API server was unreachable or overloaded).
+    pub transient: bool,
+}
 
 /// How the controller authenticates to ARM for a store.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +59,19 @@ pub enum Identity {
     ManagedIdentity {
         /// User-assigned identity client id.
         client_id: Option<String>,
+    },
+    /// Workload identity through a ServiceAccount of the store's own (not the
+    /// controller's): its token, asked for through [`ServiceAccountTokens`], is the client
+    /// assertion.
+    ServiceAccount {
+        /// Namespace of the ServiceAccount.
+        namespace: String,
+        /// Name of the ServiceAccount.
+        name: String,
+        /// Client id of the federated identity.
+        client_id: String,
+        /// Tenant id; `None` = the controller's `AZURE_TENANT_ID`.
+        tenant_id: Option<String>,
     },
     /// A service principal with a client secret.
     ClientSecret {
@@ -59,7 +100,49 @@ impl Identity {
                     client_id.as_deref().unwrap_or("(system-assigned)")
                 )
             }
+            Identity::ServiceAccount {
+                namespace,
+                name,
+                client_id,
+                ..
+            } => format!("workload identity {client_id} (ServiceAccount {namespace}/{name})"),
             Identity::ClientSecret { client_id, .. } => format!("service principal {client_id}"),
+        }
+    }
+}
+
+/// The client assertion of an [`Identity::ServiceAccount`]: a fresh ServiceAccount token
+/// each time Entra ID is asked for a new ARM token.
+#[derive(Debug)]
+struct ServiceAccountAssertion {
+    tokens: Arc<dyn ServiceAccountTokens>,
+    namespace: String,
+    name: String,
+}
+
+#[async_trait::async_trait]
+impl ClientAssertion for ServiceAccountAssertion {
+    async fn secret(
+        &self,
+        _options: Option<azure_core::http::ClientMethodOptions<'_>>,
+    ) -> azure_core::Result<String> {
+        match self
+            .tokens
+            .token(&self.namespace, &self.name, TOKEN_EXCHANGE_AUDIENCE)
+            .await
+        {
+            Ok(token) => Ok(token.expose().to_string()),
+            Err(e) => Err(azure_core::Error::with_message(
+                if e.transient {
+                    azure_core::error::ErrorKind::Io
+                } else {
+                    azure_core::error::ErrorKind::Credential
+                },
+                format!(
+                    "cannot get a token of ServiceAccount {}/{}: {}",
+                    self.namespace, self.name, e.message
+                ),
+            )),
         }
     }
 }
@@ -74,11 +157,13 @@ fn client_options(authority_host: &str, http: reqwest::Client) -> ClientOptions 
     }
 }
 
-/// Builds the token credential for `identity`.
+/// Builds the token credential for `identity`. `tokens` serves
+/// [`Identity::ServiceAccount`]; without it such an identity is a configuration error.
 pub fn credential(
     identity: &Identity,
     authority_host: &str,
     http: reqwest::Client,
+    tokens: Option<&Arc<dyn ServiceAccountTokens>>,
 ) -> Result<Arc<dyn TokenCredential>, AosmError> {
     let fail = |e: azure_core::Error| AosmError::Identity {
         identity: identity.describe(),
@@ -102,6 +187,38 @@ pub fn credential(
                 user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
             };
             ManagedIdentityCredential::new(Some(o)).map_err(fail)?
+        }
+        Identity::ServiceAccount {
+            namespace,
+            name,
+            client_id,
+            tenant_id,
+        } => {
+            let tokens = tokens.ok_or_else(|| {
+                AosmError::Config(format!(
+                    "identity.serviceAccountName {namespace}/{name} needs the Kubernetes API to ask for the ServiceAccount's token, and none is configured"
+                ))
+            })?;
+            let tenant_id = match tenant_id {
+                Some(t) => t.clone(),
+                None => std::env::var("AZURE_TENANT_ID")
+                    .ok()
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| AosmError::Identity {
+                        identity: identity.describe(),
+                        reason: "no tenant: set identity.tenantId, the ServiceAccount annotation azure.workload.identity/tenant-id, or AZURE_TENANT_ID of the controller".into(),
+                    })?,
+            };
+            let assertion = ServiceAccountAssertion {
+                tokens: tokens.clone(),
+                namespace: namespace.clone(),
+                name: name.clone(),
+            };
+            let o = ClientAssertionCredentialOptions {
+                client_options: options,
+            };
+            ClientAssertionCredential::new(tenant_id, client_id.clone(), assertion, Some(o))
+                .map_err(fail)?
         }
         Identity::ClientSecret {
             tenant_id,

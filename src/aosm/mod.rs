@@ -13,4 +13,6 @@ pub use arm::{
 pub use cache::{CacheKey, CredentialCache};
 pub use cloud::{Cloud, CloudEndpoints};
 pub use error::AosmError;
-pub use identity::Identity;
+pub use identity::{
+    Identity, ServiceAccountTokenError, ServiceAccountTokens, TOKEN_EXCHANGE_AUDIENCE,
+};

@@ -55,6 +55,16 @@ pub mod reason {
     /// The store does not exist, or a ClusterArtifactStore's `allowedNamespaces` does not
     /// select the transfer's namespace.
     pub const STORE_NOT_ALLOWED: &str = "StoreNotAllowed";
+    /// A namespaced ArtifactStore would authenticate as the controller itself (its
+    /// workload or managed identity); the cluster admin has not allowed that
+    /// (`--namespaced-store-ambient-identity`). Give the store its own credential.
+    pub const AMBIENT_IDENTITY_NOT_ALLOWED: &str = "AmbientIdentityNotAllowed";
+    /// A namespaced ArtifactStore overrides an Azure endpoint on a host the cluster admin
+    /// has not allowed (`--namespaced-store-endpoint-hosts`).
+    pub const ENDPOINT_NOT_ALLOWED: &str = "EndpointNotAllowed";
+    /// The ServiceAccount named by `identity.serviceAccountName` does not exist in the
+    /// store's namespace, or has no `azure.workload.identity/client-id` annotation.
+    pub const SERVICE_ACCOUNT_NOT_FOUND: &str = "ServiceAccountNotFound";
     /// ARM or the registry answered 403: the identity lacks a role assignment or scope.
     pub const FORBIDDEN: &str = "Forbidden";
     /// The source (image, chart, ConfigMap, key, store artifact) does not exist.
@@ -79,6 +89,9 @@ pub mod reason {
         CHART_NAME_MISMATCH,
         SECRET_NOT_FOUND,
         STORE_NOT_ALLOWED,
+        AMBIENT_IDENTITY_NOT_ALLOWED,
+        ENDPOINT_NOT_ALLOWED,
+        SERVICE_ACCOUNT_NOT_FOUND,
         FORBIDDEN,
         SOURCE_NOT_FOUND,
         UNSUPPORTED_STORE_TYPE,

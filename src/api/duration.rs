@@ -102,9 +102,38 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     Ok(Duration::new(secs, sub))
 }
 
+/// `d` in the syntax [`parse_duration`] reads, in whole seconds (`10s`, `1m30s`, `24h`).
+pub fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_whole_seconds() {
+        assert_eq!(format_duration(Duration::from_secs(10)), "10s");
+        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(format_duration(Duration::from_secs(24 * 3600)), "24h");
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+        for secs in [1, 59, 61, 3599, 3601, 86_400] {
+            let d = Duration::from_secs(secs);
+            assert_eq!(parse_duration(&format_duration(d)).unwrap(), d);
+        }
+    }
 
     #[test]
     fn parses_common_forms() {

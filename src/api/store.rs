@@ -82,12 +82,17 @@ impl AosmApiVersion {
 /// How the controller obtains an Entra ID token for ARM.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum IdentityType {
-    /// Azure workload identity (the default): the federated token file AKS mounts into the
-    /// controller pod (`AZURE_FEDERATED_TOKEN_FILE`, `AZURE_CLIENT_ID`, `AZURE_TENANT_ID`).
+    /// Azure workload identity (the default). With `serviceAccountName`: a token of that
+    /// ServiceAccount (audience `api://AzureADTokenExchange`, asked from the API server),
+    /// exchanged for an Entra token of the identity its `azure.workload.identity/client-id`
+    /// annotation names. Without it: the controller's own federated token
+    /// (`AZURE_FEDERATED_TOKEN_FILE`, `AZURE_CLIENT_ID`, `AZURE_TENANT_ID`), which serves
+    /// ClusterArtifactStores only unless the cluster admin opts in.
     #[default]
     WorkloadIdentity,
     /// A managed identity of the node or pod (IMDS or App Service style endpoint);
-    /// `clientId` selects a user-assigned identity.
+    /// `clientId` selects a user-assigned identity. This is the controller's own identity:
+    /// it serves ClusterArtifactStores only unless the cluster admin opts in.
     ManagedIdentity,
     /// A service principal with a client secret, read from the Secret named by `secretRef`
     /// (keys `tenantId`, `clientId`, `clientSecret`).
@@ -105,6 +110,10 @@ pub enum IdentityType {
     validation = Rule::new("self.type == 'ClientSecret' || !has(self.secretRef)")
         .message("identity.secretRef is only used with identity.type ClientSecret")
         .field_path(".secretRef")
+        .reason(Reason::FieldValueForbidden),
+    validation = Rule::new("self.type == 'WorkloadIdentity' || !has(self.serviceAccountName)")
+        .message("identity.serviceAccountName is only used with identity.type WorkloadIdentity")
+        .field_path(".serviceAccountName")
         .reason(Reason::FieldValueForbidden),
 )]
 pub struct StoreIdentity {
@@ -133,6 +142,31 @@ pub struct StoreIdentity {
     /// its own namespace, a ClusterArtifactStore from the controller's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretRef>,
+
+    /// WorkloadIdentity only: a ServiceAccount whose tokens stand for this store's Azure
+    /// identity, in the ArtifactStore's own namespace (a ClusterArtifactStore: in the
+    /// controller's namespace). The controller asks the API server for a short-lived token
+    /// of it (TokenRequest, audience `api://AzureADTokenExchange`) and exchanges it at
+    /// Entra ID for the identity named by the ServiceAccount's annotation
+    /// `azure.workload.identity/client-id` (and `azure.workload.identity/tenant-id`),
+    /// unless `clientId` / `tenantId` are set here. That identity needs a federated
+    /// credential for subject `system:serviceaccount:<namespace>:<name>`.
+    /// Example: `aosm-publisher`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = super::patterns::K8S_NAME), length(min = 1, max = 253))]
+    pub service_account_name: Option<String>,
+}
+
+impl StoreIdentity {
+    /// Whether this identity is the controller's own (ambient) one: workload identity
+    /// without a ServiceAccount of the store's, or a managed identity.
+    pub fn is_ambient(&self) -> bool {
+        match self.type_ {
+            IdentityType::WorkloadIdentity => self.service_account_name.is_none(),
+            IdentityType::ManagedIdentity => true,
+            IdentityType::ClientSecret => false,
+        }
+    }
 }
 
 /// Where an Azure Operator Service Manager (AOSM) artifact store is, and how to
@@ -444,6 +478,21 @@ impl ArtifactStoreSpec {
                 "identity.secretRef is only used with identity.type ClientSecret",
             ),
             _ => {}
+        }
+        if let Some(name) = &id.service_account_name {
+            c.pattern(
+                "spec.identity.serviceAccountName",
+                name,
+                super::patterns::K8S_NAME,
+                253,
+                "a ServiceAccount name",
+            );
+            if id.type_ != IdentityType::WorkloadIdentity {
+                c.fail(
+                    "spec.identity.serviceAccountName",
+                    "identity.serviceAccountName is only used with identity.type WorkloadIdentity",
+                );
+            }
         }
         c.finish()
     }

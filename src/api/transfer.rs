@@ -136,17 +136,19 @@ pub struct ArtifactTransferSpec {
 
     /// How often a Ready transfer re-checks (with one HEAD request) that the destination
     /// still holds the digest, and re-copies when it does not. Go duration syntax with
-    /// units `ms`, `s`, `m`, `h`, at least `1s`. Default `1h`. Examples: `10m`, `1h30m`.
+    /// units `ms`, `s`, `m`, `h`, at least `10s` (a floor that keeps many transfers from
+    /// turning the controller into a load generator). Default `1h`. Examples: `10m`,
+    /// `1h30m`.
     #[serde(default = "default_interval")]
     #[schemars(regex(pattern = patterns::DURATION), length(max = 32))]
-    #[x_kube(validation = Rule::new("!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || duration(self) >= duration('1s')").message("interval must be at least 1s"))]
+    #[x_kube(validation = Rule::new("!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || duration(self) >= duration('10s')").message("interval must be at least 10s"))]
     pub interval: String,
 
     /// How long one attempt may take before it is abandoned and retried with backoff.
-    /// Go duration syntax (`ms`, `s`, `m`, `h`), at least `1s`. Default `30m`.
+    /// Go duration syntax (`ms`, `s`, `m`, `h`), from `1s` to `24h`. Default `30m`.
     #[serde(default = "default_timeout")]
     #[schemars(regex(pattern = patterns::DURATION), length(max = 32))]
-    #[x_kube(validation = Rule::new("!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || duration(self) >= duration('1s')").message("timeout must be at least 1s"))]
+    #[x_kube(validation = Rule::new("!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || (duration(self) >= duration('1s') && duration(self) <= duration('24h'))").message("timeout must be between 1s and 24h"))]
     pub timeout: String,
 
     /// When true, the controller does nothing for this transfer (no copy, no re-check)
@@ -628,14 +630,31 @@ impl Checker {
         );
     }
 
-    fn duration(&mut self, field: &str, value: &str) {
+    fn duration(&mut self, field: &str, value: &str, min: Duration, max: Option<Duration>) {
         if value.len() > 32 || !re(patterns::DURATION).is_match(value) {
             self.fail(
                 field,
                 format!("{value:?} is not a duration like 90s, 30m, 1h or 1h30m"),
             );
-        } else if parse_duration(value).is_ok_and(|d| d < Duration::from_secs(1)) {
-            self.fail(field, "must be at least 1s");
+            return;
+        }
+        let Ok(d) = parse_duration(value) else {
+            return;
+        };
+        match max {
+            Some(max) if d < min || d > max => self.fail(
+                field,
+                format!(
+                    "must be between {} and {}",
+                    super::duration::format_duration(min),
+                    super::duration::format_duration(max)
+                ),
+            ),
+            None if d < min => self.fail(
+                field,
+                format!("must be at least {}", super::duration::format_duration(min)),
+            ),
+            _ => {}
         }
     }
 }
@@ -832,8 +851,18 @@ impl ArtifactTransferSpec {
                 }
             }
         }
-        c.duration("spec.interval", &self.interval);
-        c.duration("spec.timeout", &self.timeout);
+        c.duration(
+            "spec.interval",
+            &self.interval,
+            crate::limits::MIN_TRANSFER_INTERVAL,
+            None,
+        );
+        c.duration(
+            "spec.timeout",
+            &self.timeout,
+            Duration::from_secs(1),
+            Some(crate::limits::MAX_TRANSFER_TIMEOUT),
+        );
         c.finish()
     }
 }

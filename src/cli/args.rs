@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use aosm_artifact_operator::limits::DEFAULT_MAX_CONCURRENT_PER_NAMESPACE;
+use aosm_artifact_operator::transfer::TenantPolicy;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Move container images, Helm charts and other OCI artifacts between registries and
@@ -60,6 +62,39 @@ pub struct TransferArgs {
     /// (AOSM's updateState; the manifest then accepts no more pushes).
     #[arg(long)]
     pub mark_uploaded: bool,
+    #[command(flatten)]
+    pub tenancy: TenancyFlags,
+}
+
+/// What namespaced ArtifactStores (tenants' objects) may do; the same flags for `run` and
+/// `transfer -f`, so both behave alike. ClusterArtifactStores are not restricted.
+#[derive(Args, Debug, Default, Clone)]
+pub struct TenancyFlags {
+    /// Let namespaced ArtifactStores authenticate as the controller's own Azure identity
+    /// (workload identity without a ServiceAccount of their own, or managed identity).
+    /// Off: only ClusterArtifactStores use it, and a namespaced store must bring its own
+    /// credential (identity.serviceAccountName or a ClientSecret).
+    #[arg(long)]
+    pub namespaced_store_ambient_identity: bool,
+
+    /// Hosts (`host` for any port, or `host:port`) that namespaced ArtifactStores may name
+    /// in armEndpoint / authorityHost; comma-separated or repeated. Default: none (a
+    /// namespaced store uses its cloud's own endpoints).
+    #[arg(long, value_name = "HOST[:PORT],...", value_delimiter = ',')]
+    pub namespaced_store_endpoint_hosts: Vec<String>,
+}
+
+impl TenancyFlags {
+    /// The policy these flags describe; a malformed host is a usage error.
+    pub fn policy(&self) -> Result<TenantPolicy, String> {
+        Ok(TenantPolicy {
+            ambient_identity: self.namespaced_store_ambient_identity,
+            endpoint_hosts: TenantPolicy::parse_endpoint_hosts(
+                &self.namespaced_store_endpoint_hosts,
+            )
+            .map_err(|e| format!("--namespaced-store-endpoint-hosts: {e}"))?,
+        })
+    }
 }
 
 /// How to print the result.
@@ -246,6 +281,14 @@ pub struct RunArgs {
     /// Blobs in flight per transfer.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub blob_concurrency: u16,
+
+    /// Transfers of one namespace running at the same time, so one namespace cannot hold
+    /// every worker (--concurrency); the others wait their turn.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONCURRENT_PER_NAMESPACE as u16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub max_concurrent_per_namespace: u16,
+
+    #[command(flatten)]
+    pub tenancy: TenancyFlags,
 
     /// Compete for a Lease and reconcile only while holding it (for replicas > 1).
     #[arg(long)]

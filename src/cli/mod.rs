@@ -56,9 +56,16 @@ pub fn main() -> ExitCode {
 
 /// `transfer -f FILE`: prints every transfer with its status; fails unless all are Ready.
 async fn run_transfer(args: TransferArgs) -> engine::Result<()> {
+    let policy = args.tenancy.policy().map_err(EngineError::InvalidInput)?;
     let docs = transfer::read_documents(&args.file)?;
-    let results =
-        transfer::run(&docs, &args.namespace, args.concurrency, args.mark_uploaded).await?;
+    let results = transfer::run(
+        &docs,
+        &args.namespace,
+        &policy,
+        args.concurrency,
+        args.mark_uploaded,
+    )
+    .await?;
     match args.output {
         StatusFormat::Json => {
             let json = serde_json::to_string_pretty(&results)

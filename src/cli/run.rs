@@ -47,6 +47,8 @@ pub async fn run(args: RunArgs) -> engine::Result<()> {
         metrics_addr: addr(&args.metrics_addr, "metrics-addr")?,
         health_addr: addr(&args.health_addr, "health-addr")?,
         progress_interval: Duration::from_secs(args.progress_interval),
+        max_concurrent_per_namespace: usize::from(args.max_concurrent_per_namespace),
+        policy: args.tenancy.policy().map_err(EngineError::InvalidInput)?,
     };
     let client = kube::Client::try_default().await.map_err(|e| {
         EngineError::InvalidInput(format!(

@@ -9,10 +9,13 @@ use aosm_artifact_operator::api::{
     ArtifactStore, ArtifactTransfer, ArtifactTransferStatus, ClusterArtifactStore,
     from_value_strict,
 };
+use aosm_artifact_operator::controller::tokens::ServiceAccountTokenRequests;
 use aosm_artifact_operator::engine::{EngineError, NoProgress};
 use aosm_artifact_operator::transfer::resolve::{Inputs, resolve};
-use aosm_artifact_operator::transfer::{Destination, Executor, Reason, TransferError, status};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use aosm_artifact_operator::transfer::{
+    Destination, Executor, Reason, TenantPolicy, TransferError, status,
+};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use kube::ResourceExt as _;
 use serde::Deserialize as _;
 
@@ -25,6 +28,7 @@ pub struct Documents {
     pub secrets: Vec<Secret>,
     pub config_maps: Vec<ConfigMap>,
     pub namespaces: Vec<Namespace>,
+    pub service_accounts: Vec<ServiceAccount>,
 }
 
 fn bad(path: &Path, index: usize, what: impl std::fmt::Display) -> EngineError {
@@ -104,13 +108,14 @@ pub fn read_documents(path: &Path) -> Result<Documents, EngineError> {
             "Secret" => docs.secrets.push(typed(path, i, value)?),
             "ConfigMap" => docs.config_maps.push(typed(path, i, value)?),
             "Namespace" => docs.namespaces.push(typed(path, i, value)?),
+            "ServiceAccount" => docs.service_accounts.push(typed(path, i, value)?),
             "" => return Err(bad(path, i, "has no kind")),
             other => {
                 return Err(bad(
                     path,
                     i,
                     format!(
-                        "kind {other} is not used by transfer -f (ArtifactTransfer, ArtifactStore, ClusterArtifactStore, Secret, ConfigMap, Namespace)"
+                        "kind {other} is not used by transfer -f (ArtifactTransfer, ArtifactStore, ClusterArtifactStore, Secret, ConfigMap, Namespace, ServiceAccount)"
                     ),
                 ));
             }
@@ -135,17 +140,47 @@ pub fn read_documents(path: &Path) -> Result<Documents, EngineError> {
     for c in &mut docs.config_maps {
         c.metadata.namespace.get_or_insert_with(|| "default".into());
     }
+    for a in &mut docs.service_accounts {
+        a.metadata.namespace.get_or_insert_with(|| "default".into());
+    }
     Ok(docs)
 }
 
-/// Runs every transfer (concurrently, sharing credentials); returns each with its status.
+/// The executor; when a store's identity is a ServiceAccount, its tokens are asked for
+/// from the Kubernetes API of the current kubeconfig, as the controller asks its own.
+async fn executor(docs: &Documents, concurrency: usize) -> Result<Executor, EngineError> {
+    let executor = Executor::new(concurrency).map_err(|e| EngineError::InvalidInput(e.message))?;
+    let uses_service_accounts = docs
+        .stores
+        .iter()
+        .map(|s| s.store_spec())
+        .chain(docs.cluster_stores.iter().map(|s| s.store_spec()))
+        .any(|s| s.identity.service_account_name.is_some());
+    if !uses_service_accounts {
+        return Ok(executor);
+    }
+    let client = kube::Client::try_default().await.map_err(|e| {
+        EngineError::InvalidInput(format!(
+            "a store's identity.serviceAccountName needs the Kubernetes API to ask for the ServiceAccount's token (KUBECONFIG or ~/.kube/config): {e}"
+        ))
+    })?;
+    Ok(
+        executor.with_service_account_tokens(std::sync::Arc::new(
+            ServiceAccountTokenRequests::new(client),
+        )),
+    )
+}
+
+/// Runs every transfer (concurrently, sharing credentials) under the same tenant policy
+/// as the controller; returns each with its status.
 pub async fn run(
     docs: &Documents,
     controller_namespace: &str,
+    policy: &TenantPolicy,
     concurrency: usize,
     mark_uploaded: bool,
 ) -> Result<Vec<ArtifactTransfer>, EngineError> {
-    let executor = Executor::new(concurrency).map_err(|e| EngineError::InvalidInput(e.message))?;
+    let executor = executor(docs, concurrency).await?;
     let empty = BTreeMap::new();
     let runs = docs.transfers.iter().map(|t| {
         let namespace = t.namespace().unwrap_or_default();
@@ -157,6 +192,8 @@ pub async fn run(
             .unwrap_or(&empty);
         let inputs = Inputs {
             controller_namespace,
+            policy,
+            service_accounts: &docs.service_accounts,
             namespace_labels: Some(labels),
             artifact_stores: &docs.stores,
             cluster_artifact_stores: &docs.cluster_stores,

@@ -11,7 +11,8 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use rand::Rng as _;
 
 use super::metrics::Metrics;
-use crate::transfer::Executor;
+use crate::limits::DEFAULT_MAX_CONCURRENT_PER_NAMESPACE;
+use crate::transfer::{Executor, TenantPolicy};
 
 /// The field manager of the controller's server-side-apply status writes.
 pub const FIELD_MANAGER: &str = "aosm-artifact-operator";
@@ -30,6 +31,10 @@ pub struct Context {
     pub namespace: String,
     /// How often a written progress may be refreshed during a long copy.
     pub progress_interval: Duration,
+    /// What namespaced ArtifactStores may do.
+    pub policy: TenantPolicy,
+    /// Transfers of one namespace running at once.
+    pub namespace_slots: NamespaceSlots,
     /// Consecutive failures per object (`kind/namespace/name`), for backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -54,6 +59,8 @@ impl Context {
             metrics,
             namespace,
             progress_interval: Duration::from_secs(10),
+            policy: TenantPolicy::default(),
+            namespace_slots: NamespaceSlots::new(DEFAULT_MAX_CONCURRENT_PER_NAMESPACE),
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -96,6 +103,37 @@ impl Context {
     }
 }
 
+/// A cap on the transfers of one namespace that run at once, so one tenant cannot hold
+/// every worker of the controller. A reconcile that finds its namespace full does not
+/// wait on a worker: it is requeued.
+#[derive(Debug)]
+pub struct NamespaceSlots {
+    per_namespace: usize,
+    slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+}
+
+impl NamespaceSlots {
+    /// At most `per_namespace` (at least 1) transfers per namespace.
+    pub fn new(per_namespace: usize) -> Self {
+        Self {
+            per_namespace: per_namespace.max(1),
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A slot of `namespace`, held until dropped; `None` while the namespace is full.
+    pub fn try_acquire(&self, namespace: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let semaphore = self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(namespace.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_namespace)))
+            .clone();
+        semaphore.try_acquire_owned().ok()
+    }
+}
+
 /// Exponential backoff with full jitter: `base · 2^(failures-1)`, capped at `max`, then a
 /// random point in its upper half (so retries of many objects spread out).
 pub fn backoff(failures: u32, base: Duration, max: Duration) -> Duration {
@@ -135,6 +173,21 @@ mod tests {
             );
         }
         assert!(backoff(30, base, max) <= max);
+    }
+
+    #[test]
+    fn namespace_slots_cap_each_namespace_alone() {
+        let slots = NamespaceSlots::new(2);
+        let a1 = slots.try_acquire("a").expect("first slot of a");
+        let _a2 = slots.try_acquire("a").expect("second slot of a");
+        assert!(slots.try_acquire("a").is_none(), "a is full");
+        let _b1 = slots.try_acquire("b").expect("b is not held by a");
+        drop(a1);
+        assert!(slots.try_acquire("a").is_some(), "a freed a slot");
+        assert!(
+            NamespaceSlots::new(0).try_acquire("c").is_some(),
+            "at least one"
+        );
     }
 
     #[test]

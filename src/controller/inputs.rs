@@ -1,5 +1,5 @@
 //! Reads, from the Kubernetes API, exactly the objects one transfer or store references
-//! (its store, Secrets, ConfigMap, namespace labels), so [`crate::transfer::resolve`] can
+//! (its store, Secrets, ServiceAccount, ConfigMap, namespace labels), so [`crate::transfer::resolve`] can
 //! turn them into a request. Objects that do not exist are left out: resolving then
 //! reports the missing one with a reason (SecretNotFound, StoreNotAllowed, ...).
 //!
@@ -8,13 +8,14 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use kube::{Api, Client, ResourceExt as _};
 
 use crate::api::{
     ArtifactStore, ArtifactStoreSpec, ArtifactTransfer, ClusterArtifactStore, SecretRef, StoreKind,
     TransferDestination, TransferSource,
 };
+use crate::transfer::TenantPolicy;
 use crate::transfer::resolve::Inputs;
 
 /// The objects a transfer or store references, as read from the API.
@@ -24,19 +25,26 @@ pub struct Gathered {
     cluster_artifact_stores: Vec<ClusterArtifactStore>,
     secrets: Vec<Secret>,
     config_maps: Vec<ConfigMap>,
+    service_accounts: Vec<ServiceAccount>,
     namespace_labels: Option<BTreeMap<String, String>>,
 }
 
 impl Gathered {
     /// The [`Inputs`] view for resolving.
-    pub fn inputs<'a>(&'a self, controller_namespace: &'a str) -> Inputs<'a> {
+    pub fn inputs<'a>(
+        &'a self,
+        controller_namespace: &'a str,
+        policy: &'a TenantPolicy,
+    ) -> Inputs<'a> {
         Inputs {
             controller_namespace,
+            policy,
             namespace_labels: self.namespace_labels.as_ref(),
             artifact_stores: &self.artifact_stores,
             cluster_artifact_stores: &self.cluster_artifact_stores,
             secrets: &self.secrets,
             config_maps: &self.config_maps,
+            service_accounts: &self.service_accounts,
         }
     }
 }
@@ -56,14 +64,27 @@ async fn push_secret(
     Ok(())
 }
 
-/// The identity Secret of a store, if it names one.
-async fn store_secret(
+/// The identity Secret or ServiceAccount of a store, if it names one.
+async fn store_identity(
     client: &Client,
-    out: &mut Vec<Secret>,
+    g: &mut Gathered,
     spec: &ArtifactStoreSpec,
     namespace: &str,
 ) -> Result<(), kube::Error> {
-    push_secret(client, out, namespace, spec.identity.secret_ref.as_ref()).await
+    push_secret(
+        client,
+        &mut g.secrets,
+        namespace,
+        spec.identity.secret_ref.as_ref(),
+    )
+    .await?;
+    if let Some(name) = &spec.identity.service_account_name {
+        let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+        if let Some(sa) = api.get_opt(name).await? {
+            g.service_accounts.push(sa);
+        }
+    }
+    Ok(())
 }
 
 /// Reads what `transfer` references.
@@ -82,14 +103,14 @@ pub async fn for_transfer(
         StoreKind::ArtifactStore => {
             let api: Api<ArtifactStore> = Api::namespaced(client.clone(), &ns);
             if let Some(s) = api.get_opt(&store.store_ref.name).await? {
-                store_secret(client, &mut g.secrets, &s.spec, &ns).await?;
+                store_identity(client, &mut g, &s.spec, &ns).await?;
                 g.artifact_stores.push(s);
             }
         }
         StoreKind::ClusterArtifactStore => {
             let api: Api<ClusterArtifactStore> = Api::all(client.clone());
             if let Some(s) = api.get_opt(&store.store_ref.name).await? {
-                store_secret(client, &mut g.secrets, &s.spec.store, controller_namespace).await?;
+                store_identity(client, &mut g, &s.spec.store, controller_namespace).await?;
                 if s.spec.allowed_namespaces.is_some() {
                     let api: Api<Namespace> = Api::all(client.clone());
                     g.namespace_labels = api.get_opt(&ns).await?.map(|n| n.labels().clone());
@@ -122,13 +143,14 @@ pub async fn for_transfer(
     Ok(g)
 }
 
-/// Reads the identity Secret of a store whose Secrets live in `secret_namespace`.
+/// Reads the identity Secret or ServiceAccount of a store whose objects live in
+/// `secret_namespace`.
 pub async fn for_store(
     client: &Client,
     spec: &ArtifactStoreSpec,
     secret_namespace: &str,
 ) -> Result<Gathered, kube::Error> {
     let mut g = Gathered::default();
-    store_secret(client, &mut g.secrets, spec, secret_namespace).await?;
+    store_identity(client, &mut g, spec, secret_namespace).await?;
     Ok(g)
 }

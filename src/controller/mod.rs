@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod progress;
 mod run;
 pub mod store;
+pub mod tokens;
 pub mod transfer;
 
 pub use error::Error;

@@ -14,15 +14,16 @@ use kube::runtime::{WatchStreamExt as _, predicates, watcher};
 use kube::{Api, Client, ResourceExt as _};
 use tokio_util::sync::CancellationToken;
 
-use super::context::Context;
+use super::context::{Context, NamespaceSlots};
 use super::error::Error;
 use super::health::{self, Readiness};
 use super::leader::{Leadership, LeaseTiming};
 use super::metrics::Metrics;
+use super::tokens::ServiceAccountTokenRequests;
 use super::{store, transfer};
 use crate::api::conditions::{READY, RECONCILING, STALLED, is_true};
 use crate::api::{ArtifactStore, ArtifactTransfer, ClusterArtifactStore, StoreKind};
-use crate::transfer::Executor;
+use crate::transfer::{Executor, TenantPolicy};
 
 /// How the controller runs.
 #[derive(Debug, Clone)]
@@ -51,6 +52,10 @@ pub struct Config {
     pub health_addr: Option<SocketAddr>,
     /// How often progress of a running transfer may be written to its status.
     pub progress_interval: Duration,
+    /// Transfers of one namespace running at once.
+    pub max_concurrent_per_namespace: usize,
+    /// What namespaced ArtifactStores may do.
+    pub policy: TenantPolicy,
 }
 
 /// What triggers a transfer reconcile from its own watch: a new object, generation or
@@ -166,7 +171,9 @@ pub async fn run(config: Config, client: Client) -> Result<(), Error> {
         leadership = Some(l);
     }
 
-    let executor = Executor::new(config.blob_concurrency).map_err(|e| Error::Startup(e.message))?;
+    let executor = Executor::new(config.blob_concurrency)
+        .map_err(|e| Error::Startup(e.message))?
+        .with_service_account_tokens(Arc::new(ServiceAccountTokenRequests::new(client.clone())));
     let mut context = Context::new(
         client.clone(),
         executor,
@@ -175,6 +182,8 @@ pub async fn run(config: Config, client: Client) -> Result<(), Error> {
         Some(config.identity.clone()),
     );
     context.progress_interval = config.progress_interval;
+    context.policy = config.policy.clone();
+    context.namespace_slots = NamespaceSlots::new(config.max_concurrent_per_namespace);
     let ctx = Arc::new(context);
 
     let controllers = controllers(&config, client, ctx, &readiness, &shutdown);

@@ -20,7 +20,7 @@ use crate::api::conditions::{self, reason};
 use crate::api::{
     API_VERSION, ArtifactStore, ArtifactStoreSpec, ArtifactStoreStatus, ClusterArtifactStore,
 };
-use crate::transfer::resolve::store_config;
+use crate::transfer::resolve::{StoreOwner, store_config};
 
 /// The only store type AOSM artifact transfers support.
 pub const SUPPORTED_STORE_TYPE: &str = "AzureContainerRegistry";
@@ -45,8 +45,10 @@ pub trait StoreObject:
     fn store(&self) -> &ArtifactStoreSpec;
     /// The current status.
     fn store_status(&self) -> Option<&ArtifactStoreStatus>;
-    /// The namespace its identity Secret lives in.
+    /// The namespace its identity Secret or ServiceAccount lives in.
     fn secret_namespace(&self, controller_namespace: &str) -> String;
+    /// Who owns it (a tenant's namespace or the cluster admin).
+    fn owner(&self) -> StoreOwner<'_>;
     /// The API for status writes.
     fn api(&self, client: kube::Client) -> Api<Self>;
 }
@@ -61,6 +63,12 @@ impl StoreObject for ArtifactStore {
     }
     fn secret_namespace(&self, _: &str) -> String {
         self.namespace().unwrap_or_else(|| "default".into())
+    }
+    fn owner(&self) -> StoreOwner<'_> {
+        StoreOwner::Namespace {
+            namespace: self.metadata.namespace.as_deref().unwrap_or("default"),
+            name: self.metadata.name.as_deref().unwrap_or_default(),
+        }
     }
     fn api(&self, client: kube::Client) -> Api<Self> {
         Api::namespaced(client, &self.secret_namespace(""))
@@ -77,6 +85,11 @@ impl StoreObject for ClusterArtifactStore {
     }
     fn secret_namespace(&self, controller_namespace: &str) -> String {
         controller_namespace.to_string()
+    }
+    fn owner(&self) -> StoreOwner<'_> {
+        StoreOwner::Cluster {
+            name: self.metadata.name.as_deref().unwrap_or_default(),
+        }
     }
     fn api(&self, client: kube::Client) -> Api<Self> {
         Api::all(client)
@@ -121,7 +134,8 @@ async fn reconcile_inner<S: StoreObject>(
     let mut status = previous.clone();
     let secret_ns = s.secret_namespace(&ctx.namespace);
     let gathered = inputs::for_store(&ctx.client, s.store(), &secret_ns).await?;
-    let checked = match store_config(&gathered.inputs(&ctx.namespace), s.store(), &secret_ns) {
+    let inputs = gathered.inputs(&ctx.namespace, &ctx.policy);
+    let checked = match store_config(&inputs, s.store(), s.owner()) {
         Ok(config) => match ctx.executor.store_type(&config).await {
             Ok(t) if t == SUPPORTED_STORE_TYPE => Ok(t),
             Ok(t) => {

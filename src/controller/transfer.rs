@@ -29,6 +29,9 @@ pub const RETRY_MAX: Duration = Duration::from_secs(300);
 pub const INPUT_RECHECK_BASE: Duration = Duration::from_secs(10);
 /// Longest delay between re-checks of a missing Kubernetes object.
 pub const INPUT_RECHECK_MAX: Duration = Duration::from_secs(300);
+/// When a transfer's namespace already runs `--max-concurrent-per-namespace` transfers,
+/// it is tried again after half to all of this.
+pub const NAMESPACE_FULL_REQUEUE: Duration = Duration::from_secs(4);
 
 /// What to do with a transfer now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +54,7 @@ pub fn waits_for_kubernetes_object(reason: &str) -> bool {
         reason::SECRET_NOT_FOUND,
         reason::CONFIG_MAP_NOT_FOUND,
         reason::STORE_NOT_ALLOWED,
+        reason::SERVICE_ACCOUNT_NOT_FOUND,
     ]
     .contains(&reason)
 }
@@ -179,8 +183,19 @@ async fn reconcile_inner(t: &ArtifactTransfer, ctx: &Context) -> Result<Outcome,
             Ok(Outcome::new(Action::await_change(), "skipped"))
         }
         Decision::Wait(d) => Ok(Outcome::new(Action::requeue(d), "requeue")),
-        Decision::Recheck => recheck(t, ctx).await,
-        Decision::Run => run(t, ctx).await,
+        decision => {
+            let namespace = t.namespace().unwrap_or_default();
+            // Held until this attempt is recorded: one namespace cannot hold every worker.
+            let Some(_slot) = ctx.namespace_slots.try_acquire(&namespace) else {
+                let delay = backoff(1, NAMESPACE_FULL_REQUEUE, NAMESPACE_FULL_REQUEUE);
+                tracing::debug!(transfer = %key(t), retry_in = ?delay, "namespace at its concurrent-transfer cap; queued");
+                return Ok(Outcome::new(Action::requeue(delay), "queued"));
+            };
+            match decision {
+                Decision::Recheck => recheck(t, ctx).await,
+                _ => run(t, ctx).await,
+            }
+        }
     }
 }
 
@@ -227,7 +242,7 @@ async fn resolved(
     ctx: &Context,
 ) -> Result<Result<TransferRequest, TransferError>, Error> {
     let gathered = inputs::for_transfer(&ctx.client, t, &ctx.namespace).await?;
-    Ok(resolve(t, &gathered.inputs(&ctx.namespace)))
+    Ok(resolve(t, &gathered.inputs(&ctx.namespace, &ctx.policy)))
 }
 
 /// Resolves, runs and records one transfer attempt.

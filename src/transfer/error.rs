@@ -24,6 +24,15 @@ pub enum Reason {
     ConfigMapNotFound,
     /// The named store does not exist or does not admit this namespace.
     StoreNotAllowed,
+    /// A namespaced ArtifactStore would authenticate as the controller itself (its
+    /// workload or managed identity), which the cluster admin has not allowed.
+    AmbientIdentityNotAllowed,
+    /// A namespaced ArtifactStore overrides an Azure endpoint (`armEndpoint`,
+    /// `authorityHost`, `cloud: Custom`) on a host the cluster admin has not allowed.
+    EndpointNotAllowed,
+    /// The ServiceAccount named by a store's `identity.serviceAccountName` does not exist
+    /// (or lacks the client-id annotation).
+    ServiceAccountNotFound,
     /// Access was denied (ARM, Entra or registry).
     Forbidden,
     /// The source image, chart or version does not exist.
@@ -51,6 +60,9 @@ impl Reason {
             Reason::SecretNotFound => "SecretNotFound",
             Reason::ConfigMapNotFound => "ConfigMapNotFound",
             Reason::StoreNotAllowed => "StoreNotAllowed",
+            Reason::AmbientIdentityNotAllowed => "AmbientIdentityNotAllowed",
+            Reason::EndpointNotAllowed => "EndpointNotAllowed",
+            Reason::ServiceAccountNotFound => "ServiceAccountNotFound",
             Reason::Forbidden => "Forbidden",
             Reason::SourceNotFound => "SourceNotFound",
             Reason::UnsupportedStoreType => "UnsupportedStoreType",

@@ -67,6 +67,8 @@ pub struct Executor {
     store_clients: Mutex<HashMap<(String, CacheKey), Arc<RegistryClient>>>,
     retry: RetryPolicy,
     concurrency: usize,
+    /// Tokens of stores' own ServiceAccounts (`identity.serviceAccountName`).
+    service_account_tokens: Option<Arc<dyn crate::aosm::ServiceAccountTokens>>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -152,7 +154,18 @@ impl Executor {
             store_clients: Mutex::new(HashMap::new()),
             retry: RetryPolicy::default(),
             concurrency: concurrency.max(1),
+            service_account_tokens: None,
         })
+    }
+
+    /// Serves stores whose identity is a ServiceAccount of their own with `tokens` (the
+    /// controller's TokenRequest client).
+    pub fn with_service_account_tokens(
+        mut self,
+        tokens: Arc<dyn crate::aosm::ServiceAccountTokens>,
+    ) -> Self {
+        self.service_account_tokens = Some(tokens);
+        self
     }
 
     /// The ARM client for a store (one per store configuration).
@@ -172,6 +185,7 @@ impl Executor {
             &store.api_version,
             store.identity.clone(),
             self.retry.clone(),
+            self.service_account_tokens.as_ref(),
         )?);
         clients.insert(key, client.clone());
         Ok(client)

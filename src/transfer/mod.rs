@@ -3,12 +3,14 @@
 
 pub mod error;
 pub mod execute;
+pub mod policy;
 pub mod request;
 pub mod resolve;
 pub mod status;
 
 pub use error::{Reason, TransferError};
 pub use execute::{Direction, Executor, TransferOutcome};
+pub use policy::TenantPolicy;
 pub use request::{
     Destination, FileSource, HelmSource, RegistrySide, Source, StoreArtifact, StoreConfig,
     TransferRequest,

@@ -4,11 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt as _;
 
 use super::error::{Reason, TransferError};
+use super::policy::TenantPolicy;
 use super::request::{
     Destination, FileSource, HelmSource, RegistrySide, Source, StoreArtifact as ResolvedArtifact,
     StoreConfig, TransferRequest,
@@ -20,11 +21,13 @@ use crate::api::{
 };
 use crate::engine::{Credentials, DockerConfigAuth, ImageRef, Secret as EngineSecret};
 
-/// The objects a transfer may reference.
-#[derive(Debug, Default, Clone, Copy)]
+/// The objects a transfer may reference, and the admin's rules for tenants' stores.
+#[derive(Debug, Clone, Copy)]
 pub struct Inputs<'a> {
-    /// Namespace of the controller (Secrets of ClusterArtifactStores).
+    /// Namespace of the controller (Secrets and ServiceAccounts of ClusterArtifactStores).
     pub controller_namespace: &'a str,
+    /// What namespaced ArtifactStores may do.
+    pub policy: &'a TenantPolicy,
     /// Labels of the transfer's namespace (for `allowedNamespaces`); `None` = unknown.
     pub namespace_labels: Option<&'a BTreeMap<String, String>>,
     /// Namespaced stores.
@@ -35,6 +38,33 @@ pub struct Inputs<'a> {
     pub secrets: &'a [Secret],
     /// ConfigMaps (any namespace).
     pub config_maps: &'a [ConfigMap],
+    /// ServiceAccounts named by stores' `identity.serviceAccountName` (any namespace).
+    pub service_accounts: &'a [ServiceAccount],
+}
+
+/// The ServiceAccount annotation naming the Azure identity (client id) its tokens stand
+/// for, as the AKS workload identity webhook reads it.
+pub const CLIENT_ID_ANNOTATION: &str = "azure.workload.identity/client-id";
+/// The ServiceAccount annotation naming the identity's Entra tenant.
+pub const TENANT_ID_ANNOTATION: &str = "azure.workload.identity/tenant-id";
+
+/// Who owns a store: a tenant (a namespaced ArtifactStore) or the cluster admin (a
+/// ClusterArtifactStore). It decides where the store's Secret and ServiceAccount live and
+/// whether [`TenantPolicy`] applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreOwner<'a> {
+    /// ArtifactStore `name` in `namespace`.
+    Namespace {
+        /// The store's namespace.
+        namespace: &'a str,
+        /// The store's name.
+        name: &'a str,
+    },
+    /// ClusterArtifactStore `name`.
+    Cluster {
+        /// The store's name.
+        name: &'a str,
+    },
 }
 
 fn secret<'a>(
@@ -111,19 +141,19 @@ fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>)
 }
 
 /// Finds the store a transfer names and checks it admits `namespace`.
-/// Returns its spec and the namespace its identity Secret lives in.
-pub fn find_store<'a>(
+/// Returns its spec and its owner.
+pub fn find_store<'a, 'b>(
     inputs: &Inputs<'a>,
-    namespace: &str,
+    namespace: &'b str,
     kind: StoreKind,
-    name: &str,
-) -> Result<(&'a ArtifactStoreSpec, String), TransferError> {
+    name: &'b str,
+) -> Result<(&'a ArtifactStoreSpec, StoreOwner<'b>), TransferError> {
     match kind {
         StoreKind::ArtifactStore => inputs
             .artifact_stores
             .iter()
             .find(|s| s.name_any() == name && s.namespace().as_deref().unwrap_or("default") == namespace)
-            .map(|s| (s.store_spec(), namespace.to_string()))
+            .map(|s| (s.store_spec(), StoreOwner::Namespace { namespace, name }))
             .ok_or_else(|| {
                 TransferError::permanent(
                     Reason::StoreNotAllowed,
@@ -148,21 +178,93 @@ pub fn find_store<'a>(
                     ));
                 }
             }
-            Ok((store.store_spec(), inputs.controller_namespace.to_string()))
+            Ok((store.store_spec(), StoreOwner::Cluster { name }))
         }
     }
 }
 
-/// The store's connection settings, with its identity Secret read.
+/// The identity of a store whose tokens come from its own ServiceAccount
+/// `namespace/name`: client and tenant ids from the spec, else from the ServiceAccount's
+/// workload identity annotations.
+fn service_account_identity(
+    inputs: &Inputs<'_>,
+    spec: &ArtifactStoreSpec,
+    namespace: &str,
+    name: &str,
+) -> Result<Identity, TransferError> {
+    let sa = inputs
+        .service_accounts
+        .iter()
+        .find(|s| s.name_any() == name && s.namespace().as_deref().unwrap_or("default") == namespace)
+        .ok_or_else(|| {
+            TransferError::permanent(
+                Reason::ServiceAccountNotFound,
+                format!("ServiceAccount {namespace}/{name} (store identity.serviceAccountName) does not exist; create it or fix the name"),
+            )
+        })?;
+    let annotation = |key: &str| {
+        sa.annotations()
+            .get(key)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let client_id = spec
+        .identity
+        .client_id
+        .clone()
+        .or_else(|| annotation(CLIENT_ID_ANNOTATION))
+        .ok_or_else(|| {
+            TransferError::permanent(
+                Reason::ServiceAccountNotFound,
+                format!("ServiceAccount {namespace}/{name} has no {CLIENT_ID_ANNOTATION} annotation and the store sets no identity.clientId; annotate it with the client id of the Azure identity federated with it"),
+            )
+        })?;
+    let guid = regex::Regex::new(crate::api::patterns::GUID)
+        .map_err(|e| TransferError::permanent(Reason::InvalidSpec, format!("GUID pattern: {e}")))?;
+    if !guid.is_match(&client_id) {
+        return Err(TransferError::permanent(
+            Reason::InvalidSpec,
+            format!(
+                "ServiceAccount {namespace}/{name}: {CLIENT_ID_ANNOTATION} is not a client id (a GUID)"
+            ),
+        ));
+    }
+    Ok(Identity::ServiceAccount {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        client_id,
+        tenant_id: spec
+            .identity
+            .tenant_id
+            .clone()
+            .or_else(|| annotation(TENANT_ID_ANNOTATION)),
+    })
+}
+
+/// The store's connection settings, with its identity Secret or ServiceAccount read.
+/// A namespaced store is first checked against the admin's [`TenantPolicy`], before
+/// anything is read or sent.
 pub fn store_config(
     inputs: &Inputs<'_>,
     spec: &ArtifactStoreSpec,
-    secret_namespace: &str,
+    owner: StoreOwner<'_>,
 ) -> Result<StoreConfig, TransferError> {
+    let secret_namespace = match owner {
+        StoreOwner::Namespace { namespace, name } => {
+            inputs
+                .policy
+                .check_namespaced_store(namespace, name, spec)?;
+            namespace
+        }
+        StoreOwner::Cluster { .. } => inputs.controller_namespace,
+    };
     let identity = match spec.identity.type_ {
-        IdentityType::WorkloadIdentity => Identity::WorkloadIdentity {
-            client_id: spec.identity.client_id.clone(),
-            tenant_id: spec.identity.tenant_id.clone(),
+        IdentityType::WorkloadIdentity => match &spec.identity.service_account_name {
+            Some(sa) => service_account_identity(inputs, spec, secret_namespace, sa)?,
+            None => Identity::WorkloadIdentity {
+                client_id: spec.identity.client_id.clone(),
+                tenant_id: spec.identity.tenant_id.clone(),
+            },
         },
         IdentityType::ManagedIdentity => Identity::ManagedIdentity {
             client_id: spec.identity.client_id.clone(),
@@ -217,9 +319,9 @@ fn store_artifact(
     namespace: &str,
     a: &StoreArtifact,
 ) -> Result<ResolvedArtifact, TransferError> {
-    let (spec, secret_ns) = find_store(inputs, namespace, a.store_ref.kind, &a.store_ref.name)?;
+    let (spec, owner) = find_store(inputs, namespace, a.store_ref.kind, &a.store_ref.name)?;
     Ok(ResolvedArtifact {
-        store: store_config(inputs, spec, &secret_ns)?,
+        store: store_config(inputs, spec, owner)?,
         manifest: a.manifest.clone(),
         artifact: a.artifact.clone(),
         version: a.version.clone(),

@@ -78,9 +78,24 @@ impl TestEnv {
     /// The binary under test, with a HOME of its own (empty `~/.docker`), no inherited
     /// TLS trust variables and no proxy variables.
     pub fn ours(&self) -> Cmd {
+        self.ours_env(Cmd::new(OURS))
+    }
+
+    /// The binary under test as [`TestEnv::ours`] runs it, under GNU `time`, which writes
+    /// the process's peak resident set size (KiB) to `rss_file`; read it with
+    /// [`peak_rss_kib`] once the command has exited.
+    pub fn ours_measured(&self, rss_file: &Path) -> Cmd {
+        let time = super::tools::require("time");
+        let cmd = Cmd::new(time)
+            .args(["-f", "%M", "-o"])
+            .arg(rss_file)
+            .arg(OURS);
+        self.ours_env(cmd)
+    }
+
+    fn ours_env(&self, cmd: Cmd) -> Cmd {
         let home = self.dir.path().join("ours-home");
-        Cmd::new(OURS)
-            .env("HOME", &home)
+        cmd.env("HOME", &home)
             .env("DOCKER_CONFIG", home.join(".docker"))
             .env("XDG_CONFIG_HOME", home.join(".config"))
             .env("XDG_CACHE_HOME", home.join(".cache"))
@@ -337,4 +352,16 @@ impl TestEnv {
             None => vec!["--plain-http".into()],
         }
     }
+}
+
+/// The peak resident set size (KiB) GNU `time -f %M -o FILE` recorded (see
+/// [`TestEnv::ours_measured`]).
+pub fn peak_rss_kib(rss_file: &Path) -> u64 {
+    let text = std::fs::read_to_string(rss_file)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", rss_file.display()));
+    // GNU time writes "Command exited with non-zero status N" first when the command failed.
+    text.lines()
+        .filter_map(|l| l.trim().parse::<u64>().ok())
+        .next_back()
+        .unwrap_or_else(|| panic!("no peak RSS in {}: {text:?}", rss_file.display()))
 }
