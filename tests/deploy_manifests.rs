@@ -141,7 +141,8 @@ azure:
   workloadIdentity: {{clientId: "{CLIENT_ID}", tenantId: "{TENANT_ID}"}}
   authorityHost: https://login.microsoftonline.us
 caBundle: {{configMap: corp-ca}}
-controller: {{watchNamespace: apps, watchLabelSelector: "shard=a", concurrency: 8, blobConcurrency: 2, logFormat: text}}
+controller: {{watchNamespace: apps, watchLabelSelector: "shard=a", concurrency: 8, blobConcurrency: 2, maxConcurrentPerNamespace: 3, logFormat: text}}
+tenancy: {{namespacedStoreAmbientIdentity: true, namespacedStoreEndpointHosts: [arm.example, "login.example:8443"]}}
 extraArgs: ["--progress-interval=5"]
 extraEnv: [{{name: RUST_BACKTRACE, value: "1"}}]
 networkPolicy:
@@ -346,6 +347,8 @@ fn expected_cluster_rules() -> BTreeMap<(String, String), BTreeSet<String>> {
     add("", &["secrets"], &["get"]);
     add("", &["configmaps"], &["get"]);
     add("", &["namespaces"], &["get"]);
+    add("", &["serviceaccounts"], &["get"]);
+    add("", &["serviceaccounts/token"], &["create"]);
     add("events.k8s.io", &["events"], &["create", "patch"]);
     m
 }
@@ -1032,6 +1035,18 @@ fn values_schema_refuses_typos_and_wrong_types() {
         ("metrics.port=70000", "port"),
         ("networkPolicy.enable=true", "enable"),
         ("serviceMonitor.enabled=true", "serviceMonitor"),
+        (
+            "controller.maxConcurrentPerNamespace=0",
+            "maxConcurrentPerNamespace",
+        ),
+        (
+            "tenancy.namespacedStoreAmbientIdentity=yes please",
+            "namespacedStoreAmbientIdentity",
+        ),
+        (
+            "tenancy.namespacedStoreEndpointHosts={https://arm.example}",
+            "namespacedStoreEndpointHosts",
+        ),
     ] {
         let out = render_out("typo", "ns", &["--set", set_arg]);
         assert!(!out.success(), "--set {set_arg} was accepted\n{out}");
@@ -1333,6 +1348,8 @@ fn helm_install_creates_the_objects_with_working_rbac_and_uninstall_removes_them
         "get secrets -n anywhere".to_string(),
         "get configmaps -n anywhere".into(),
         "get namespaces".into(),
+        "get serviceaccounts -n anywhere".into(),
+        "create serviceaccounts --subresource=token -n anywhere".into(),
         "list artifacttransfers.artifacts.aosm.dev -A".into(),
         "watch artifactstores.artifacts.aosm.dev -A".into(),
         "watch clusterartifactstores.artifacts.aosm.dev".into(),
@@ -1350,6 +1367,9 @@ fn helm_install_creates_the_objects_with_working_rbac_and_uninstall_removes_them
         format!("create secrets -n {ns}"),
         "list configmaps -A".into(),
         "list namespaces".into(),
+        "list serviceaccounts -A".into(),
+        "create serviceaccounts -n apps".into(),
+        "patch serviceaccounts -n apps".into(),
         "update artifacttransfers.artifacts.aosm.dev -n apps".into(),
         "patch artifacttransfers.artifacts.aosm.dev -n apps".into(),
         "delete artifacttransfers.artifacts.aosm.dev -n apps".into(),
@@ -1507,6 +1527,9 @@ fn controller_does_its_job_with_only_the_charts_rbac() {
             "--create-namespace",
             "--set",
             "replicaCount=2",
+            // The namespaced store below overrides its endpoints with the emulator's.
+            "--set",
+            "tenancy.namespacedStoreEndpointHosts={localhost}",
         ],
     )
     .assert_success();
@@ -1622,19 +1645,30 @@ fn controller_does_its_job_with_only_the_charts_rbac() {
         ("clusterartifactstore", "rbac-store", None),
         ("artifactstore", "local", Some(apps)),
     ] {
-        wait_for(&format!("{kind} {name} Ready"), READY, || {
+        let deadline = std::time::Instant::now() + READY;
+        loop {
             let mut args = vec!["get", kind, name, "-o", "json"];
             if let Some(n) = namespace {
                 args.extend(["-n", n]);
             }
             let out = cluster.kubectl(&args);
-            let v: Value = serde_json::from_str(&out.stdout).ok()?;
-            v["status"]["conditions"]
-                .as_array()?
-                .iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                .then_some(())
-        });
+            let last: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
+            let ready = last["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            });
+            if ready {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                let logs = controller.kill9();
+                panic!(
+                    "{kind} {name} is not Ready after {READY:?}: {:#}\n--- controller\n{logs}",
+                    last["status"]
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
     let lease = kubectl_json(cluster, &["get", "lease", full, "-n", ns]);
     assert_eq!(lease["spec"]["holderIdentity"], json!(pod_name), "{lease}");
