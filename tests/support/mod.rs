@@ -16,6 +16,7 @@ pub mod endpoint;
 pub mod env;
 pub mod fileserver;
 pub mod fixtures;
+pub mod hostile_helm;
 pub mod kube;
 pub mod proxy;
 pub mod registry;
