@@ -175,11 +175,23 @@ impl Stack {
 
     /// Starts `aosm-artifact-operator run` as `identity` (its `POD_NAME`).
     fn controller(&self, identity: &str, args: &[&str]) -> Controller {
+        self.controller_with_env(identity, args, &[])
+    }
+
+    /// [`Stack::controller`] with extra environment variables.
+    fn controller_with_env(
+        &self,
+        identity: &str,
+        args: &[&str],
+        vars: &[(&str, String)],
+    ) -> Controller {
         let metrics_port = free_port();
         let health_port = free_port();
-        let process = self
-            .env
-            .ours()
+        let mut cmd = self.env.ours();
+        for (k, v) in vars {
+            cmd = cmd.env(k, v);
+        }
+        let process = cmd
             .arg("run")
             .args(["--namespace", SYSTEM_NS, "--log-format", "json"])
             .arg(format!("--metrics-addr=127.0.0.1:{metrics_port}"))
@@ -926,7 +938,8 @@ fn ready_pull_rechecks_its_destination_reruns_on_request_and_honours_suspend() {
             "source": {"artifactStore": {"storeRef": store_ref("contoso"), "manifest": MANIFEST,
                 "artifact": "contoso-cnf", "version": "1.0.0"}},
             "destination": {"registry": {"image": mirror.reference(&format!("mirror/cnf:{tag}")), "plainHTTP": true}},
-            "interval": "2s",
+            // The shortest interval the CRD allows (src/limits.rs MIN_TRANSFER_INTERVAL).
+            "interval": "10s",
         }});
         for (k, v) in extra.as_object().into_iter().flatten() {
             t["spec"][k] = v.clone();
@@ -948,7 +961,7 @@ fn ready_pull_rechecks_its_destination_reruns_on_request_and_honours_suspend() {
     );
     env.assert_absent(&mirror, "mirror/cnf:paused");
 
-    // Someone deletes the mirrored image: the next re-check (interval 2s) copies it again.
+    // Someone deletes the mirrored image: the next re-check (interval 10s) copies it again.
     env.crane(&mirror)
         .args(["delete", &mirror.reference(&format!("mirror/cnf@{digest}"))])
         .ok();
@@ -1041,7 +1054,16 @@ fn stores_report_their_state_and_label_selectors_shard_transfers() {
         a,
         b,
     ]));
-    let shard_a = stack.controller("ctrl-a", &["--watch-label-selector", "shard=a"]);
+    // The namespaced store names the emulator's endpoints: the admin allows that host.
+    let shard_a = stack.controller(
+        "ctrl-a",
+        &[
+            "--watch-label-selector",
+            "shard=a",
+            "--namespaced-store-endpoint-hosts",
+            "localhost",
+        ],
+    );
     stack.wait_ready(&["shard-a"]);
     let store = wait_for("ArtifactStore blobs to be Stalled", READY, || {
         let out = stack
@@ -1065,7 +1087,15 @@ fn stores_report_their_state_and_label_selectors_shard_transfers() {
         "shard b is not this controller's: {other}"
     );
 
-    let shard_b = stack.controller("ctrl-b", &["--watch-label-selector", "shard=b"]);
+    let shard_b = stack.controller(
+        "ctrl-b",
+        &[
+            "--watch-label-selector",
+            "shard=b",
+            "--namespaced-store-endpoint-hosts",
+            "localhost",
+        ],
+    );
     stack.wait_ready(&["shard-b"]);
     let acted: Vec<String> = stack
         .events_of("shard-b")
@@ -1111,5 +1141,289 @@ fn an_attempt_longer_than_timeout_is_abandoned_and_retried() {
     proxy.release_stalls();
     let ready = stack.wait_ready(&["slow"]).remove(0);
     assert_eq!(status_str(&ready, "digest"), image.digest);
+    controller.terminate();
+}
+
+/// A namespaced ArtifactStore in [`NS`] with the emulator's endpoints (unless `spec`
+/// overrides them) and `identity`.
+fn tenant_store(stack: &Stack, name: &str, identity: Value, overrides: Value) -> Value {
+    let mut spec = json!({
+        "subscriptionId": SUB, "resourceGroup": RG, "publisher": PUBLISHER, "artifactStore": STORE,
+        "armEndpoint": stack.emu.ep("armEndpoint"), "authorityHost": stack.emu.ep("authorityHost"),
+        "identity": identity,
+    });
+    for (k, v) in overrides.as_object().into_iter().flatten() {
+        spec[k] = v.clone();
+    }
+    json!({"apiVersion": "artifacts.aosm.dev/v1alpha1", "kind": "ArtifactStore",
+        "metadata": {"name": name, "namespace": NS}, "spec": spec})
+}
+
+/// A push of the ConfigMap `nf-template` into `artifact:1.0.0` through namespaced store
+/// `store`.
+fn tenant_push(name: &str, store: &str, artifact: &str) -> Value {
+    json!({
+        "apiVersion": "artifacts.aosm.dev/v1alpha1", "kind": "ArtifactTransfer",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "source": {"configMap": {"name": "nf-template", "key": "template.json", "mediaType": "application/json"}},
+            "destination": {"artifactStore": {"storeRef": {"kind": "ArtifactStore", "name": store},
+                "manifest": MANIFEST, "artifact": artifact, "version": "1.0.0"}},
+        }
+    })
+}
+
+fn store_condition(stack: &Stack, name: &str, type_: &str) -> Option<(String, String)> {
+    let out = stack
+        .kubectl()
+        .args(["get", "artifactstore", name, "-n", NS, "-o", "json"])
+        .ok();
+    let s: Value = serde_json::from_str(&out.stdout).ok()?;
+    condition(&s, type_)
+        .filter(|c| c["status"] == "True")
+        .map(|c| {
+            (
+                c["reason"].as_str().unwrap_or_default().to_string(),
+                c["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+}
+
+fn tokens_issued(stack: &Stack, kind: &str) -> u64 {
+    stack.emu.stats()["tokensIssued"][kind]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// The tenant rules on a real API server. The controller could authenticate as its own
+/// managed identity (the emulator's App Service endpoint is in its environment), yet a
+/// namespaced store that would borrow it ends Stalled without any token being asked for;
+/// a store pointing ARM at a host the admin did not allow ends Stalled without a
+/// connection to it; a store with a ServiceAccount of its own works through TokenRequest
+/// (the emulator's Entra accepts only that ServiceAccount's subject), once the
+/// ServiceAccount exists. Restarted with `--namespaced-store-ambient-identity`, the
+/// borrowing store works: the flag is the only thing that stopped it.
+#[test]
+fn namespaced_stores_bring_their_own_identity_and_allowed_endpoints() {
+    let artifacts = [
+        ("borrowed-template", "ArmTemplate", "1.0.0"),
+        ("redirected-template", "ArmTemplate", "1.0.0"),
+        ("own-template", "ArmTemplate", "1.0.0"),
+        ("stranger-template", "ArmTemplate", "1.0.0"),
+    ];
+    let stack = Stack::new(&[], &artifacts);
+    let subject = format!("system:serviceaccount:{NS}:publisher");
+    stack
+        .emu
+        .set_config(json!({"federatedSubjects": [subject]}));
+    // A host that must never be contacted: it only counts connections.
+    let trap = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    trap.set_nonblocking(true).unwrap();
+    let trap_url = format!("https://127.0.0.1:{}", trap.local_addr().unwrap().port());
+    let managed =
+        json!({"type": "ManagedIdentity", "clientId": stack.emu.ep("managedIdentityClientId")});
+    let client_secret = json!({"type": "ClientSecret", "secretRef": {"name": "sp"}});
+    stack.apply(&list(vec![
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "nf-template", "namespace": NS},
+            "data": {"template.json": "{\"resources\":[]}"}}),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sp", "namespace": NS},
+            "stringData": {"tenantId": stack.emu.ep("tenantId"), "clientId": stack.emu.ep("clientId"),
+                "clientSecret": stack.emu.client_secret()}}),
+        // The stranger's ServiceAccount names the same Azure identity, but Entra has no
+        // federated credential for its subject.
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "stranger", "namespace": NS,
+            "annotations": {"azure.workload.identity/client-id": stack.emu.ep("clientId"),
+                "azure.workload.identity/tenant-id": stack.emu.ep("tenantId")}}}),
+        tenant_store(&stack, "borrowed", managed, json!({})),
+        tenant_store(&stack, "redirected", client_secret, json!({"armEndpoint": trap_url})),
+        tenant_store(&stack, "own", json!({"serviceAccountName": "publisher"}), json!({})),
+        tenant_store(&stack, "stranger", json!({"serviceAccountName": "stranger"}), json!({})),
+        tenant_push("borrow", "borrowed", "borrowed-template"),
+        tenant_push("redirect", "redirected", "redirected-template"),
+        tenant_push("own", "own", "own-template"),
+        tenant_push("stranger", "stranger", "stranger-template"),
+    ]));
+    // What a pod with a managed identity has: the controller's ambient identity.
+    let controller = stack.controller_with_env(
+        "ctrl-0",
+        &["--namespaced-store-endpoint-hosts", "localhost"],
+        &[
+            ("IDENTITY_ENDPOINT", stack.emu.ep("identityEndpoint")),
+            ("IDENTITY_HEADER", stack.emu.ep("identityHeader")),
+        ],
+    );
+
+    let (reason, message) = stack.wait_condition("borrow", "Stalled");
+    assert_eq!(reason, "AmbientIdentityNotAllowed", "{message}");
+    assert!(
+        message.contains("serviceAccountName") && message.contains(&format!("{NS}/borrowed")),
+        "the message says what to do: {message}"
+    );
+    let (reason, message) = stack.wait_condition("redirect", "Stalled");
+    assert_eq!(reason, "EndpointNotAllowed", "{message}");
+    assert!(
+        message.contains("--namespaced-store-endpoint-hosts"),
+        "{message}"
+    );
+    let (reason, message) = stack.wait_condition("own", "Stalled");
+    assert_eq!(reason, "ServiceAccountNotFound", "{message}");
+    let (reason, message) = stack.wait_condition("stranger", "Stalled");
+    assert_eq!(reason, "Forbidden", "{message}");
+    assert!(
+        message.contains("AADSTS700213"),
+        "Entra refused the subject: {message}"
+    );
+    for (store, want) in [
+        ("borrowed", "AmbientIdentityNotAllowed"),
+        ("redirected", "EndpointNotAllowed"),
+    ] {
+        let (reason, _) = wait_for(&format!("store {store} Stalled"), READY, || {
+            store_condition(&stack, store, "Stalled")
+        });
+        assert_eq!(reason, want, "store {store}");
+    }
+    // Refused before any request left the controller.
+    assert_eq!(
+        tokens_issued(&stack, "managedIdentity"),
+        0,
+        "the controller's managed identity was asked for a token: {}",
+        stack.emu.stats()
+    );
+    assert!(
+        matches!(trap.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the controller connected to the endpoint the admin did not allow"
+    );
+
+    // The ServiceAccount appears: the store works with its own identity.
+    stack.apply(&json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "publisher", "namespace": NS,
+            "annotations": {"azure.workload.identity/client-id": stack.emu.ep("clientId"),
+                "azure.workload.identity/tenant-id": stack.emu.ep("tenantId")}}}));
+    let own = stack.wait_ready(&["own"]).remove(0);
+    assert_eq!(status_str(&own, "artifactType"), "ArmTemplate");
+    assert!(
+        tokens_issued(&stack, "entraClientAssertion") >= 1,
+        "the ServiceAccount's token was exchanged at Entra: {}",
+        stack.emu.stats()
+    );
+    assert_eq!(tokens_issued(&stack, "managedIdentity"), 0);
+    let logs = controller.terminate();
+    assert!(logs.success(), "{logs}");
+    assert_no_secrets(
+        "the controller's log",
+        &logs.stdout,
+        &[&stack.emu.client_secret()],
+    );
+    assert_no_secrets(
+        "the controller's log",
+        &logs.stderr,
+        &[&stack.emu.client_secret()],
+    );
+
+    // The admin opts in: the same store now authenticates as the controller.
+    let opted_in = stack.controller_with_env(
+        "ctrl-1",
+        &[
+            "--namespaced-store-endpoint-hosts",
+            "localhost",
+            "--namespaced-store-ambient-identity",
+        ],
+        &[
+            ("IDENTITY_ENDPOINT", stack.emu.ep("identityEndpoint")),
+            ("IDENTITY_HEADER", stack.emu.ep("identityHeader")),
+        ],
+    );
+    stack.wait_ready(&["borrow"]);
+    assert!(tokens_issued(&stack, "managedIdentity") >= 1);
+    let (reason, _) = stack.wait_condition("redirect", "Stalled");
+    assert_eq!(
+        reason, "EndpointNotAllowed",
+        "the host is still not allowed"
+    );
+    opted_in.terminate();
+}
+
+/// One namespace cannot hold every worker: with `--concurrency 2` and
+/// `--max-concurrent-per-namespace 1`, two transfers of a namespace whose source hangs
+/// take one worker; a transfer of another namespace still completes.
+#[test]
+fn one_namespace_cannot_hold_every_worker() {
+    let stack = Stack::new(
+        &[],
+        &[
+            ("stuck-a", "OCIArtifact", "1.0.0"),
+            ("stuck-b", "OCIArtifact", "1.0.0"),
+            ("free", "OCIArtifact", "1.0.0"),
+        ],
+    );
+    let env = &stack.env;
+    let src = Registry::start();
+    let stuck = fixtures::push_image(
+        env,
+        &src,
+        "contoso/stuck:1.0.0",
+        &[2_000_000],
+        Flavor::Oci,
+        None,
+    );
+    let free = fixtures::push_image(
+        env,
+        &src,
+        "contoso/free:1.0.0",
+        &[50_000],
+        Flavor::Oci,
+        None,
+    );
+    // Every download of the stuck image's layer hangs after 64 KiB.
+    let proxy = FaultProxy::start(&src, ProxyConfig::stall(&stuck.layers, 64 << 10));
+    stack.kube.create_namespace("busy", &[]);
+    let in_busy = |name: &str, artifact: &str| {
+        let mut t = push(
+            name,
+            registry_source(&proxy.reference("contoso/stuck:1.0.0")),
+            artifact,
+            "1.0.0",
+        );
+        t["metadata"]["namespace"] = json!("busy");
+        t
+    };
+    stack.apply(&list(vec![
+        in_busy("stuck-a", "stuck-a"),
+        in_busy("stuck-b", "stuck-b"),
+    ]));
+    let controller = stack.controller(
+        "ctrl-0",
+        &["--concurrency", "2", "--max-concurrent-per-namespace", "1"],
+    );
+    wait_for("one stalled download", READY, || {
+        (proxy.stalled_now() >= 1).then_some(())
+    });
+    stack.apply(&push(
+        "free",
+        registry_source(&src.reference("contoso/free:1.0.0")),
+        "free",
+        "1.0.0",
+    ));
+    let ready = stack.wait_ready(&["free"]).remove(0);
+    assert_eq!(status_str(&ready, "digest"), free.digest);
+    assert_eq!(
+        proxy.stalled_now(),
+        1,
+        "only one transfer of namespace busy may run at a time"
+    );
+    proxy.set_config(ProxyConfig::default());
+    proxy.release_stalls();
+    for name in ["stuck-a", "stuck-b"] {
+        let out = stack
+            .kubectl()
+            .args(["wait", "--for=condition=Ready", "-n", "busy"])
+            .arg(format!("--timeout={}s", READY.as_secs()))
+            .arg(format!("artifacttransfer/{name}"))
+            .run();
+        assert!(
+            out.success(),
+            "{name} did not finish once the source recovered\n{out}"
+        );
+    }
     controller.terminate();
 }

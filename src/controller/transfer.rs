@@ -47,14 +47,18 @@ pub enum Decision {
     Wait(Duration),
 }
 
-/// Permanent reasons caused by a Kubernetes object the user may create or fix at any time;
-/// re-evaluated with backoff since Secrets and ConfigMaps are not watched.
+/// Permanent reasons decided inside the cluster: a Kubernetes object the user may create
+/// or fix at any time (Secrets, ConfigMaps and ServiceAccounts are not watched), or the
+/// admin's tenancy flags (a restart with other flags). Re-evaluated with backoff, and at
+/// once after a restart; re-evaluating costs `get`s, never an outbound request.
 pub fn waits_for_kubernetes_object(reason: &str) -> bool {
     [
         reason::SECRET_NOT_FOUND,
         reason::CONFIG_MAP_NOT_FOUND,
         reason::STORE_NOT_ALLOWED,
         reason::SERVICE_ACCOUNT_NOT_FOUND,
+        reason::AMBIENT_IDENTITY_NOT_ALLOWED,
+        reason::ENDPOINT_NOT_ALLOWED,
     ]
     .contains(&reason)
 }
