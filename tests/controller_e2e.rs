@@ -1307,6 +1307,14 @@ fn namespaced_stores_bring_their_own_identity_and_allowed_endpoints() {
         stack.emu.stats()
     );
     assert_eq!(tokens_issued(&stack, "managedIdentity"), 0);
+    // The store itself is checked with its own identity too.
+    wait_for("store own Ready", READY, || {
+        store_condition(&stack, "own", "Ready")
+    });
+    let (reason, _) = wait_for("store stranger Stalled", READY, || {
+        store_condition(&stack, "stranger", "Stalled")
+    });
+    assert_eq!(reason, "Forbidden");
     let logs = controller.terminate();
     assert!(logs.success(), "{logs}");
     assert_no_secrets(
