@@ -585,6 +585,16 @@ fn rbac_is_exactly_what_the_controller_calls() {
         "chart, all features",
     );
     assert_least_privilege(&kustomize("deploy"), "aosm-system", "deploy/");
+    // rbac.serviceAccountTokens=false drops exactly the two ServiceAccount rules.
+    let objs = render("x", "ns", &["--set", "rbac.serviceAccountTokens=false"]);
+    let mut got: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for (key, verbs, _) in rules_of(one(&objs, "ClusterRole"), "no ServiceAccount tokens") {
+        got.entry(key).or_default().extend(verbs);
+    }
+    let mut want = expected_cluster_rules();
+    want.remove(&(String::new(), "serviceaccounts".to_string()));
+    want.remove(&(String::new(), "serviceaccounts/token".to_string()));
+    assert_eq!(got, want, "rbac.serviceAccountTokens=false");
     // rbac.create=false leaves RBAC to the user.
     let objs = render("x", "ns", &["--set", "rbac.create=false"]);
     for kind in ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"] {

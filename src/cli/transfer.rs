@@ -204,7 +204,20 @@ pub async fn run(
         async move {
             check_spec(t, docs)?;
             let request = resolve(t, &inputs)?;
-            let outcome = executor.run(&request, &NoProgress).await?;
+            // spec.timeout bounds one attempt here too, as in the controller.
+            let timeout = t.spec.timeout().map_err(|e| {
+                TransferError::permanent(Reason::InvalidSpec, format!("spec.timeout: {e}"))
+            })?;
+            let outcome = tokio::time::timeout(timeout, executor.run(&request, &NoProgress))
+                .await
+                .map_err(|_| TransferError {
+                    reason: Reason::TransientFailure,
+                    message: format!(
+                        "the attempt did not finish within spec.timeout ({}); run it again or raise the timeout",
+                        t.spec.timeout
+                    ),
+                    retry_after: None,
+                })??;
             Ok::<_, TransferError>((request, outcome))
         }
     });

@@ -80,8 +80,13 @@ async fn store_identity(
     .await?;
     if let Some(name) = &spec.identity.service_account_name {
         let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
-        if let Some(sa) = api.get_opt(name).await? {
-            g.service_accounts.push(sa);
+        match api.get_opt(name).await {
+            Ok(Some(sa)) => g.service_accounts.push(sa),
+            Ok(None) => {}
+            // Installed without the ServiceAccount rules (chart value
+            // rbac.serviceAccountTokens=false): the store cannot use one; resolving says so.
+            Err(kube::Error::Api(e)) if e.code == 403 => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(())

@@ -199,7 +199,7 @@ fn service_account_identity(
         .ok_or_else(|| {
             TransferError::permanent(
                 Reason::ServiceAccountNotFound,
-                format!("ServiceAccount {namespace}/{name} (store identity.serviceAccountName) does not exist; create it or fix the name"),
+                format!("ServiceAccount {namespace}/{name} (store identity.serviceAccountName) does not exist, or the controller may not read ServiceAccounts (chart value rbac.serviceAccountTokens); create it or fix the name"),
             )
         })?;
     let annotation = |key: &str| {
