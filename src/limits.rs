@@ -33,6 +33,15 @@ pub const MAX_MANIFESTS_PER_TRANSFER: usize = 1024;
 /// none; containerd's and oras-go's walkers recurse without bound.
 pub const MAX_INDEX_DEPTH: usize = 8;
 
+/// Most distinct blobs (configs and layers) one transfer copies. Planning holds ~600
+/// bytes per blob (descriptor, digest, dedup set), and the metadata budget alone would let
+/// 32 MiB of minimal descriptors (~110 bytes of JSON each) stand for ~300,000 blobs. This
+/// keeps the plan within ~10 MiB: a 16,385-blob manifest is refused ~6 MiB above a failed
+/// copy's peak RSS (32,768 cost ~20 MiB). Overlay-based runtimes (Docker, containerd)
+/// limit an image to 127 layers, so this is 128 such images, and an index's images share
+/// most of their layers. oras-go, regclient and containerd set no such limit.
+pub const MAX_BLOBS_PER_TRANSFER: usize = 16 * 1024;
+
 /// Child manifests of an index fetched at once while planning a copy.
 pub const MANIFEST_FETCH_CONCURRENCY: usize = 4;
 

@@ -171,7 +171,7 @@ impl DockerConfigAuth {
         Ok(Self { entries })
     }
 
-    /// Credentials for `registry` (host[:port]), if the config has them.
+    /// Credentials for `registry` (`host[:port]`), if the config has them.
     pub fn lookup(&self, registry: &str) -> Option<Credentials> {
         let host = normalize_host(registry);
         self.entries.get(&host).cloned().or_else(|| {
@@ -236,6 +236,42 @@ impl Challenge {
             _ => None,
         }
     }
+}
+
+/// Checks the `realm` of a Bearer challenge before any credential is sent to it, and
+/// returns it parsed. It must be an absolute `http`/`https` URL with a host and no user
+/// info; a plain `http` realm is refused when the registry itself is `https` (the
+/// registry's credentials would otherwise cross the network in clear). A realm on another
+/// host is allowed: that is how ACR and Docker Hub work (the token server gets only this
+/// registry's own credentials, as HTTP Basic).
+pub fn check_realm(realm: &str, registry_https: bool) -> Result<url::Url, String> {
+    let shown = super::digest::quote_untrusted(realm, 120);
+    let url = url::Url::parse(realm)
+        .map_err(|e| format!("the token realm {shown} is not an absolute URL ({e})"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if !registry_https => {}
+        "http" => {
+            return Err(format!(
+                "the registry is https but its token realm {shown} is plain http; credentials are never sent over plain HTTP (the registry's WWW-Authenticate header must name an https token server)"
+            ));
+        }
+        other => {
+            return Err(format!(
+                "the token realm {shown} has scheme {}; only http and https token servers are used",
+                super::digest::quote_untrusted(other, 20)
+            ));
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("the token realm {shown} has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "the token realm {shown} carries user info; refusing it"
+        ));
+    }
+    Ok(url)
 }
 
 /// Parses `k="v",k2=v2` (quoted values may contain commas).
@@ -312,6 +348,84 @@ mod tests {
         assert_eq!(cfg.lookup("h:5000"), Some(Credentials::basic("a", "b")));
         assert_eq!(cfg.lookup("other"), None);
         assert!(DockerConfigAuth::parse(br#"{"auths":{"h":{"auth":"!!"}}}"#).is_err());
+    }
+
+    #[test]
+    fn realms() {
+        assert!(check_realm("https://auth.docker.io/token", true).is_ok());
+        assert!(check_realm("https://other.example/oauth2/token?x=1", false).is_ok());
+        assert!(check_realm("http://127.0.0.1:5000/token", false).is_ok());
+        let err = check_realm("http://127.0.0.1:5000/token", true).unwrap_err();
+        assert!(err.contains("plain http"), "{err}");
+        for bad in [
+            "",
+            "/token",
+            "token",
+            "ftp://h/token",
+            "file:///etc/passwd",
+            "https://user:pw@h/token",
+            "https://",
+        ] {
+            assert!(check_realm(bad, false).is_err(), "{bad}");
+        }
+        let long = format!("http://h/{}", "x".repeat(100_000));
+        let err = check_realm(&long, true).unwrap_err();
+        assert!(err.len() < 600, "{err}");
+    }
+
+    /// A `WWW-Authenticate` value as a server would write it: `value` quoted and escaped.
+    fn quoted(value: &str) -> String {
+        let mut out = String::from('"');
+        for c in value.chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn challenge_parse_never_panics(header in "\\PC{0,300}") {
+            let _ = Challenge::parse(&header);
+        }
+
+        #[test]
+        fn challenge_parse_never_panics_on_bytes(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = Challenge::parse(&String::from_utf8_lossy(&raw));
+        }
+
+        #[test]
+        fn bearer_challenge_round_trips(
+            realm in "[ -~]{0,80}",
+            service in proptest::option::of("[ -~]{0,40}"),
+            scope in "[ -~]{0,40}",
+            scheme in "(Bearer|bearer|BEARER)",
+        ) {
+            let mut header = format!("{scheme} realm={}", quoted(&realm));
+            if let Some(s) = &service {
+                header.push_str(&format!(",service={}", quoted(s)));
+            }
+            header.push_str(&format!(", scope={}", quoted(&scope)));
+            let parsed = Challenge::parse(&header);
+            proptest::prop_assert_eq!(
+                parsed,
+                Some(Challenge::Bearer {
+                    realm: realm.trim().to_string(),
+                    service: service.map(|s| s.trim().to_string()),
+                })
+            );
+        }
+
+        #[test]
+        fn realm_check_never_panics(realm in "\\PC{0,200}", https in proptest::prelude::any::<bool>()) {
+            if let Ok(url) = check_realm(&realm, https) {
+                proptest::prop_assert!(url.scheme() == "https" || (!https && url.scheme() == "http"));
+                proptest::prop_assert!(url.host_str().is_some());
+            }
+        }
     }
 
     #[test]

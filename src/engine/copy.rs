@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use futures_util::TryStreamExt as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
 
 use super::blob::{self, BlobOutcome, BlobSource};
@@ -15,7 +15,11 @@ use super::media::{self, Descriptor};
 use super::platform::{PlatformFilter, filter_index};
 use super::progress::Progress;
 use super::reference::ImageRef;
-use super::registry::{RawManifest, RegistryClient, Scope};
+use super::registry::{RawManifest, RegistryClient, Scope, human_bytes};
+use crate::limits::{
+    MANIFEST_FETCH_CONCURRENCY, MAX_BLOBS_PER_TRANSFER, MAX_INDEX_DEPTH, MAX_MANIFEST_BYTES,
+    MAX_MANIFESTS_PER_TRANSFER, MAX_METADATA_BYTES_PER_TRANSFER,
+};
 
 /// Default largest request body: under ACR's ~20 MB limit for one upload request.
 pub const DEFAULT_CHUNK_SIZE: u64 = 16 * 1024 * 1024;
@@ -126,29 +130,106 @@ pub async fn copy(
     publish(plan, dst, tag.as_deref(), opts, progress, started).await
 }
 
-/// Reads the source tree into a [`Plan`].
+/// What the source may make one transfer hold while it plans (see `crate::limits`).
+struct Budget<'a> {
+    host: &'a str,
+    /// Manifests read (root, indexes, children).
+    manifests: usize,
+    /// Their bytes.
+    bytes: usize,
+}
+
+impl Budget<'_> {
+    fn refuse(&self, what: String, problem: String) -> EngineError {
+        EngineError::LimitExceeded {
+            host: self.host.to_string(),
+            what,
+            problem,
+            hint: "one transfer holds bounded metadata whatever the source sends; copy fewer platforms with --platform, or split the artifact; nothing was tagged".into(),
+        }
+    }
+
+    /// Admits the children `new` of `index` (not yet fetched) against the manifest count
+    /// and metadata byte budgets, from their descriptors' sizes.
+    fn admit(&mut self, index: &str, new: &[Descriptor]) -> Result<()> {
+        let count = self.manifests.saturating_add(new.len());
+        if count > MAX_MANIFESTS_PER_TRANSFER {
+            return Err(self.refuse(
+                format!("index {index}"),
+                format!(
+                    "it lists {} manifests, which makes {count}, more than the {MAX_MANIFESTS_PER_TRANSFER} one transfer may copy (MAX_MANIFESTS_PER_TRANSFER)",
+                    new.len()
+                ),
+            ));
+        }
+        let mut bytes = self.bytes;
+        for (i, child) in new.iter().enumerate() {
+            if child.size > MAX_MANIFEST_BYTES as u64 {
+                return Err(self.refuse(
+                    format!("index {index}"),
+                    format!(
+                        "its child manifest {i} ({}) states {} bytes, more than {} (MAX_MANIFEST_BYTES)",
+                        child.digest,
+                        child.size,
+                        human_bytes(MAX_MANIFEST_BYTES as u64)
+                    ),
+                ));
+            }
+            bytes = bytes.saturating_add(usize::try_from(child.size).unwrap_or(usize::MAX));
+        }
+        if bytes > MAX_METADATA_BYTES_PER_TRANSFER {
+            return Err(self.refuse(
+                format!("index {index}"),
+                format!(
+                    "its child manifests would bring the manifests of this transfer to {bytes} bytes, more than {} (MAX_METADATA_BYTES_PER_TRANSFER)",
+                    human_bytes(MAX_METADATA_BYTES_PER_TRANSFER as u64)
+                ),
+            ));
+        }
+        self.manifests = count;
+        self.bytes = bytes;
+        Ok(())
+    }
+}
+
+/// Reads the source tree into a [`Plan`], within the limits of `crate::limits`: every
+/// manifest capped at [`MAX_MANIFEST_BYTES`] (a child at its descriptor's size), at most
+/// [`MAX_MANIFESTS_PER_TRANSFER`] manifests and [`MAX_METADATA_BYTES_PER_TRANSFER`] bytes
+/// of them, indexes nested at most [`MAX_INDEX_DEPTH`] deep, at most
+/// [`MAX_BLOBS_PER_TRANSFER`] blobs. An index's children are checked against the
+/// budgets from their descriptors before any is fetched, then fetched
+/// [`MANIFEST_FETCH_CONCURRENCY`] at a time; each is verified against its digest before
+/// its own links are read.
 pub async fn plan_registry_copy(
     src: &Endpoint,
     dst: &Endpoint,
     opts: &TransferOptions,
 ) -> Result<Plan> {
     let repo = &src.reference.repository;
+    let host = src.client.host();
     let reference = src.reference.manifest_reference().unwrap_or("latest");
     let source_root = src.client.get_manifest(repo, reference).await?;
     let source_digest = source_root.digest.clone();
+    let mut budget = Budget {
+        host,
+        manifests: 1,
+        bytes: source_root.bytes.len(),
+    };
+    let mut seen_manifests = HashSet::from([source_digest.clone()]);
     let root = if !opts.platforms.is_empty() && media::is_index(&source_root.media_type) {
         filter_index(&source_root, &opts.platforms)?
     } else {
         source_root
     };
+    seen_manifests.insert(root.digest.clone());
 
     let mut children = Vec::new();
     let mut blobs = Vec::new();
     let mut seen_blobs = HashSet::new();
-    let mut seen_manifests = HashSet::new();
     // Depth-first post-order: a manifest is listed after everything it references.
-    let mut stack: Vec<(RawManifest, bool)> = vec![(root.clone(), false)];
-    while let Some((manifest, expanded)) = stack.pop() {
+    // Entries: (manifest, expanded, nesting depth; the root is 0).
+    let mut stack: Vec<(RawManifest, bool, usize)> = vec![(root.clone(), false, 0)];
+    while let Some((manifest, expanded, depth)) = stack.pop() {
         if expanded {
             if manifest.digest != root.digest {
                 children.push(manifest);
@@ -156,25 +237,51 @@ pub async fn plan_registry_copy(
             continue;
         }
         let links = media::links(&manifest.bytes).map_err(|reason| EngineError::Protocol {
-            host: src.client.host().to_string(),
+            host: host.to_string(),
             action: format!("read manifest {}", manifest.digest),
-            reason,
+            reason: format!("{reason}; the source's manifest is unusable, nothing was copied"),
         })?;
         for b in links.blobs {
             if seen_blobs.insert(b.digest.clone()) {
                 blobs.push(b);
+                if blobs.len() > MAX_BLOBS_PER_TRANSFER {
+                    return Err(budget.refuse(
+                        format!("manifest {}", manifest.digest),
+                        format!(
+                            "the artifact references more than {MAX_BLOBS_PER_TRANSFER} blobs (MAX_BLOBS_PER_TRANSFER)"
+                        ),
+                    ));
+                }
             }
         }
-        let mut fetched = Vec::new();
-        for child in &links.manifests {
-            if seen_manifests.insert(child.digest.clone()) {
-                fetched.push(src.client.get_manifest(repo, &child.digest));
-            }
+        if !links.manifests.is_empty() && depth + 1 > MAX_INDEX_DEPTH {
+            return Err(budget.refuse(
+                format!("index {}", manifest.digest),
+                format!("indexes are nested more than {MAX_INDEX_DEPTH} deep (MAX_INDEX_DEPTH)"),
+            ));
         }
-        let fetched: Vec<RawManifest> = futures_util::future::try_join_all(fetched).await?;
-        stack.push((manifest, true));
+        let new: Vec<Descriptor> = links
+            .manifests
+            .into_iter()
+            .filter(|child| seen_manifests.insert(child.digest.clone()))
+            .collect();
+        budget.admit(&manifest.digest, &new)?;
+        // Collected first: a lazy `map` closure in the stream trips the higher-ranked
+        // `Send` check of the controller's futures.
+        let fetches: Vec<_> = new
+            .iter()
+            .map(|child| {
+                src.client
+                    .get_manifest_sized(repo, &child.digest, Some(child.size))
+            })
+            .collect();
+        let fetched: Vec<RawManifest> = futures_util::stream::iter(fetches)
+            .buffered(MANIFEST_FETCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        stack.push((manifest, true, depth));
         for child in fetched.into_iter().rev() {
-            stack.push((child, false));
+            stack.push((child, false, depth + 1));
         }
     }
 
@@ -218,7 +325,11 @@ pub async fn publish(
         Some(t) => format!("{}/{repo}:{t}", dst.client.host()),
         None => format!("{}/{repo}@{}", dst.client.host(), plan.root.digest),
     };
-    let bytes_total: u64 = plan.blobs.iter().map(|(b, _)| b.size).sum();
+    // Sizes come from the source: add without overflow (each is at most 2^63-1).
+    let bytes_total: u64 = plan
+        .blobs
+        .iter()
+        .fold(0u64, |sum, (b, _)| sum.saturating_add(b.size));
     progress.plan(bytes_total, plan.blobs.len());
 
     let summary = |bytes, copied, skipped, mounted| TransferSummary {
@@ -306,6 +417,58 @@ pub async fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn children(n: usize, size: u64) -> Vec<Descriptor> {
+        (0..n)
+            .map(|i| Descriptor {
+                media_type: media::OCI_MANIFEST.into(),
+                digest: crate::engine::digest::sha256_digest(&i.to_le_bytes()),
+                size,
+                platform: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn budget_admits_up_to_the_limits() {
+        let mut b = Budget {
+            host: "h",
+            manifests: 1,
+            bytes: 1000,
+        };
+        b.admit("sha256:x", &children(MAX_MANIFESTS_PER_TRANSFER - 1, 10))
+            .unwrap();
+        assert_eq!(b.manifests, MAX_MANIFESTS_PER_TRANSFER);
+        let err = b
+            .admit("sha256:x", &children(1, 10))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MAX_MANIFESTS_PER_TRANSFER"), "{err}");
+
+        // The root's one byte, then seven maximal children: the eighth passes 32 MiB.
+        let mut b = Budget {
+            host: "h",
+            manifests: 1,
+            bytes: 1,
+        };
+        let max = MAX_MANIFEST_BYTES as u64;
+        b.admit("sha256:x", &children(7, max)).unwrap();
+        let err = b
+            .admit("sha256:x", &children(1, max))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MAX_METADATA_BYTES_PER_TRANSFER"), "{err}");
+        let err = b
+            .admit("sha256:x", &children(1, max + 1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MAX_MANIFEST_BYTES"), "{err}");
+        let err = b
+            .admit("sha256:x", &children(1, u64::MAX >> 1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MAX_MANIFEST_BYTES"), "{err}");
+    }
 
     #[test]
     fn acr_gets_chunks_under_its_limit() {

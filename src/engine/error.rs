@@ -132,6 +132,19 @@ pub enum EngineError {
         /// What was wrong.
         reason: String,
     },
+    /// What a registry or its token server sent is over one of the hard limits on
+    /// untrusted input (`crate::limits`): refused before it is held in memory.
+    #[error("refused {what} from {host}: {problem}; {hint}")]
+    LimitExceeded {
+        /// Host (or source reference) that sent it.
+        host: String,
+        /// What was refused (a manifest, an index, a blob, a token answer, ...).
+        what: String,
+        /// What is over which limit, with the limit's value and name.
+        problem: String,
+        /// What to do.
+        hint: String,
+    },
     /// A chart archive's `Chart.yaml` names another chart or version than the one asked for.
     #[error(
         "the archive for chart {chart} {version} holds Chart.yaml of {found_name} {found_version}; the chart must be named {chart} with version {version} (fix the chart or the repository index)"

@@ -11,19 +11,31 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::header::{self, HeaderMap};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
 use tokio::sync::{Mutex, OnceCell};
 
-use super::auth::{Challenge, Credentials};
-use super::digest::sha256_digest;
+use super::auth::{Challenge, Credentials, check_realm};
+use super::digest::{Algorithm, digest_with, parse_digest, quote_untrusted, sha256_digest};
 use super::error::{EngineError, Result};
 use super::media::MANIFEST_ACCEPT;
 use super::retry::{RetryPolicy, parse_retry_after};
+use crate::limits::{
+    MAX_ERROR_BODY_BYTES, MAX_HEADER_VALUE_BYTES, MAX_MANIFEST_BYTES, MAX_TOKEN_RESPONSE_BYTES,
+};
 
-/// Largest manifest we accept (OCI recommends registries accept at least 4 MiB).
-const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+/// What to do about a manifest over [`MAX_MANIFEST_BYTES`].
+const MANIFEST_TOO_LARGE_HINT: &str =
+    "registries and clients (containerd, oras) refuse manifests above 4 MiB; nothing was tagged";
+
+/// What to do about a token answer over [`MAX_TOKEN_RESPONSE_BYTES`].
+const TOKEN_TOO_LARGE_HINT: &str =
+    "a token answer is a small JSON object; check the registry's token server";
+
+/// What to do about a blob the source announces longer than its descriptor.
+const BLOB_MISMATCH_HINT: &str =
+    "the source serves content that does not match its manifest; nothing was tagged";
 
 /// Connection settings for one side of a transfer.
 #[derive(Clone, Debug, Default)]
@@ -72,7 +84,7 @@ pub struct RawManifest {
     pub bytes: Bytes,
     /// Media type (response Content-Type, or the `mediaType` field).
     pub media_type: String,
-    /// `sha256:` digest of `bytes`.
+    /// Digest of `bytes` (`sha256:`, or `sha512:` when a `sha512` digest named it).
     pub digest: String,
 }
 
@@ -89,6 +101,8 @@ pub enum UploadStart {
 pub struct RegistryClient {
     host: String,
     base_url: String,
+    /// `base_url` parsed: only requests to this origin get credentials.
+    origin: url::Url,
     http: reqwest::Client,
     credentials: Credentials,
     retry: RetryPolicy,
@@ -206,9 +220,20 @@ impl RegistryClient {
     /// A client for `host` (`name[:port]`).
     pub fn new(host: &str, options: &RegistryOptions) -> Result<Self> {
         let scheme = if options.plain_http { "http" } else { "https" };
+        let base_url = format!("{scheme}://{host}");
+        let origin = url::Url::parse(&base_url)
+            .ok()
+            .filter(|u| u.host_str().is_some() && u.path() == "/")
+            .ok_or_else(|| {
+                EngineError::InvalidInput(format!(
+                    "registry host {} is not a valid HOST[:PORT]",
+                    quote_untrusted(host, 100)
+                ))
+            })?;
         Ok(Self {
             host: host.to_string(),
-            base_url: format!("{scheme}://{host}"),
+            base_url,
+            origin,
             http: http_client(
                 options.insecure,
                 options.ca_file.as_deref(),
@@ -235,15 +260,20 @@ impl RegistryClient {
         format!("{}{path}", self.base_url)
     }
 
-    /// Resolves a `Location` header (absolute or relative) against the registry URL.
-    fn resolve_location(&self, location: &str) -> String {
-        if location.starts_with("http://") || location.starts_with("https://") {
-            location.to_string()
-        } else if location.starts_with('/') {
-            self.url(location)
-        } else {
-            self.url(&format!("/{location}"))
-        }
+    /// Resolves a `Location` header (absolute, or relative to the registry) into the URL
+    /// to continue with; see [`resolve_location`].
+    fn resolve_location(&self, location: &str, action: &str) -> Result<url::Url> {
+        resolve_location(&self.origin, location).map_err(|reason| EngineError::Protocol {
+            host: self.host.clone(),
+            action: action.to_string(),
+            reason,
+        })
+    }
+
+    /// True when `url` has this registry's scheme, host and port: only such requests get
+    /// the registry's credentials (an upload `Location` or a redirect elsewhere gets none).
+    pub fn is_own_origin(&self, url: &url::Url) -> bool {
+        same_origin(&self.origin, url)
     }
 
     async fn challenge(&self) -> Result<&Challenge> {
@@ -258,19 +288,22 @@ impl RegistryClient {
                         Ok(resp) => match resp.status() {
                             s if s.is_success() => return Ok(Challenge::None),
                             StatusCode::UNAUTHORIZED => {
-                                let header = resp
-                                    .headers()
-                                    .get(header::WWW_AUTHENTICATE)
-                                    .and_then(|v| v.to_str().ok())
+                                let protocol = |reason: String| EngineError::Protocol {
+                                    host: self.host.clone(),
+                                    action: "GET /v2/".into(),
+                                    reason,
+                                };
+                                let header = bounded_header(resp.headers(), "WWW-Authenticate")
+                                    .map_err(protocol)?
                                     .unwrap_or_default();
-                                return Challenge::parse(header).ok_or_else(|| {
-                                    EngineError::Protocol {
-                                        host: self.host.clone(),
-                                        action: "GET /v2/".into(),
-                                        reason: "401 without a usable WWW-Authenticate header"
-                                            .into(),
-                                    }
-                                });
+                                let challenge = Challenge::parse(&header).ok_or_else(|| {
+                                    protocol("401 without a usable WWW-Authenticate header".into())
+                                })?;
+                                if let Challenge::Bearer { realm, .. } = &challenge {
+                                    check_realm(realm, self.origin.scheme() == "https")
+                                        .map_err(protocol)?;
+                                }
+                                return Ok(challenge);
                             }
                             _ => status_error(&self.host, "GET /v2/", resp).await,
                         },
@@ -285,50 +318,63 @@ impl RegistryClient {
             .await
     }
 
-    /// A bearer token for `scope`, from the cache or the token endpoint.
+    /// A bearer token for `scope`, from the cache or the token endpoint. The realm was
+    /// checked by [`check_realm`] when the challenge was read; the answer is read capped
+    /// at [`MAX_TOKEN_RESPONSE_BYTES`].
     async fn token(&self, realm: &str, service: Option<&str>, scope: &Scope) -> Result<String> {
         let key = scope.key();
         let mut tokens = self.tokens.lock().await;
         if let Some(t) = tokens.get(&key) {
             return Ok(t.clone());
         }
+        let realm_url = check_realm(realm, self.origin.scheme() == "https").map_err(|reason| {
+            EngineError::Protocol {
+                host: self.host.clone(),
+                action: "token request".into(),
+                reason,
+            }
+        })?;
+        let token_host = match (realm_url.host_str(), realm_url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => self.host.clone(),
+        };
         let mut query: Vec<(&str, &str)> = scope.0.iter().map(|s| ("scope", s.as_str())).collect();
         if let Some(s) = service {
             query.push(("service", s));
         }
+        let protocol = |reason: String| EngineError::Protocol {
+            host: token_host.clone(),
+            action: format!("token request for {}", self.host),
+            reason,
+        };
         let mut attempt = 0;
         let mut refreshed = false;
         let token = loop {
             attempt += 1;
-            let mut req = self.http.get(realm).query(&query);
+            let mut req = self.http.get(realm_url.clone()).query(&query);
             if let Some((username, password)) = self.basic_pair(refreshed).await? {
                 req = req.basic_auth(username, Some(password.expose()));
             }
             let err = match req.send().await {
                 Ok(resp) if resp.status().is_success() => {
-                    #[derive(Deserialize)]
-                    struct TokenAnswer {
-                        token: Option<String>,
-                        access_token: Option<String>,
-                    }
-                    let answer: TokenAnswer =
-                        resp.json().await.map_err(|e| EngineError::Protocol {
-                            host: self.host.clone(),
-                            action: "token request".into(),
-                            reason: format!(
-                                "token answer is not JSON: {}",
-                                describe_reqwest_error(&e)
-                            ),
-                        })?;
-                    match answer.access_token.or(answer.token) {
-                        Some(t) if !t.is_empty() => break t,
-                        _ => {
-                            return Err(EngineError::Protocol {
-                                host: self.host.clone(),
-                                action: "token request".into(),
-                                reason: "token answer has no token".into(),
+                    match read_capped(resp, MAX_TOKEN_RESPONSE_BYTES).await {
+                        Ok(body) => break parse_token_answer(&body).map_err(protocol)?,
+                        Err(CappedReadError::TooLarge { .. }) => {
+                            return Err(EngineError::LimitExceeded {
+                                host: token_host.clone(),
+                                what: format!("the token answer for {}", self.host),
+                                problem: format!(
+                                    "it is larger than {} (MAX_TOKEN_RESPONSE_BYTES)",
+                                    human_bytes(MAX_TOKEN_RESPONSE_BYTES as u64)
+                                ),
+                                hint: TOKEN_TOO_LARGE_HINT.into(),
                             });
                         }
+                        Err(CappedReadError::Transport(reason)) => EngineError::Connect {
+                            host: token_host.clone(),
+                            reason: format!("reading the token answer: {reason}"),
+                        },
                     }
                 }
                 Ok(resp)
@@ -359,8 +405,8 @@ impl RegistryClient {
                         }
                     });
                 }
-                Ok(resp) => status_error(&self.host, "token request", resp).await,
-                Err(e) => transport_error(&self.host, &e),
+                Ok(resp) => status_error(&token_host, "token request", resp).await,
+                Err(e) => transport_error(&token_host, &e),
             };
             if !err.is_transient() || attempt >= self.retry.max_attempts {
                 return Err(err);
@@ -385,7 +431,27 @@ impl RegistryClient {
         self.tokens.lock().await.remove(&scope.key());
     }
 
-    async fn authorize(&self, req: RequestBuilder, scope: &Scope) -> Result<RequestBuilder> {
+    /// Adds this registry's credentials to a request, if it goes to the registry's own
+    /// origin (scheme, host and port). A request elsewhere (an upload `Location` on
+    /// another host, say) is sent without them. reqwest itself drops `Authorization` when
+    /// it follows a redirect to another origin.
+    async fn authorize(
+        &self,
+        req: RequestBuilder,
+        scope: &Scope,
+        action: &str,
+    ) -> Result<RequestBuilder> {
+        let (client, request) = req.build_split();
+        let request = request.map_err(|e| EngineError::Protocol {
+            host: self.host.clone(),
+            action: action.to_string(),
+            reason: format!("cannot build the request: {}", describe_reqwest_error(&e)),
+        })?;
+        if !self.is_own_origin(request.url()) {
+            tracing::debug!(host = %self.host, action, "request to another origin: no credentials");
+            return Ok(RequestBuilder::from_parts(client, request));
+        }
+        let req = RequestBuilder::from_parts(client, request);
         Ok(match self.challenge().await? {
             Challenge::None => req,
             Challenge::Basic => match self.basic_pair(false).await? {
@@ -429,7 +495,7 @@ impl RegistryClient {
         let mut renewed = false;
         loop {
             attempt += 1;
-            let req = self.authorize(build(&self.http), scope).await?;
+            let req = self.authorize(build(&self.http), scope, action).await?;
             let err = match req.send().await {
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
                     if !renewed && !matches!(self.challenge().await?, Challenge::Basic) {
@@ -473,8 +539,45 @@ impl RegistryClient {
 
     /// Fetches a manifest by tag or digest, verifying its digest.
     pub async fn get_manifest(&self, repo: &str, reference: &str) -> Result<RawManifest> {
+        self.get_manifest_sized(repo, reference, None).await
+    }
+
+    /// Fetches a manifest by tag or digest, reading at most `expected_size` bytes (a
+    /// child's descriptor size) or [`MAX_MANIFEST_BYTES`], and verifies it: its size
+    /// against `expected_size`, its digest against the digest that named it (or the
+    /// `Docker-Content-Digest` header for a tag), with that digest's algorithm.
+    pub async fn get_manifest_sized(
+        &self,
+        repo: &str,
+        reference: &str,
+        expected_size: Option<u64>,
+    ) -> Result<RawManifest> {
+        check_repository(repo)?;
+        let by_digest = check_reference(reference)?;
+        let name = manifest_name(repo, reference);
+        let too_large = |problem: String| EngineError::LimitExceeded {
+            host: self.host.clone(),
+            what: format!("manifest {name}"),
+            problem,
+            hint: MANIFEST_TOO_LARGE_HINT.into(),
+        };
+        let cap = match expected_size {
+            Some(size) if size > MAX_MANIFEST_BYTES as u64 => {
+                return Err(too_large(format!(
+                    "its descriptor states {size} bytes, more than {} (MAX_MANIFEST_BYTES)",
+                    human_bytes(MAX_MANIFEST_BYTES as u64)
+                )));
+            }
+            Some(size) => usize::try_from(size).unwrap_or(MAX_MANIFEST_BYTES),
+            None => MAX_MANIFEST_BYTES,
+        };
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
-        let action = format!("GET manifest {}", manifest_name(repo, reference));
+        let action = format!("GET manifest {name}");
+        let protocol = |reason: String| EngineError::Protocol {
+            host: self.host.clone(),
+            action: action.clone(),
+            reason,
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -485,7 +588,7 @@ impl RegistryClient {
                 .await?;
             if resp.status() == StatusCode::NOT_FOUND {
                 return Err(EngineError::NotFound {
-                    what: format!("manifest {}", manifest_name(repo, reference)),
+                    what: format!("manifest {name}"),
                     location: self.host.clone(),
                     hint: "check the repository name and tag or digest".into(),
                 });
@@ -493,28 +596,69 @@ impl RegistryClient {
             if !resp.status().is_success() {
                 return Err(status_error(&self.host, &action, resp).await);
             }
-            let content_type = header_str(resp.headers(), header::CONTENT_TYPE);
-            let header_digest = header_str(resp.headers(), "docker-content-digest");
-            let body = match read_limited(resp, MAX_MANIFEST_BYTES).await {
+            let content_type = bounded_header(resp.headers(), "Content-Type").map_err(protocol)?;
+            // The digest that names the content: the reference itself, else the header
+            // (checked by the digest grammar before it is used).
+            let expected = match by_digest {
+                Some(_) => Some(reference.to_string()),
+                None => match bounded_header(resp.headers(), "Docker-Content-Digest")
+                    .map_err(protocol)?
+                {
+                    Some(d) => {
+                        parse_digest(&d).map_err(|e| {
+                            protocol(format!("its Docker-Content-Digest header: {e}"))
+                        })?;
+                        Some(d)
+                    }
+                    None => None,
+                },
+            };
+            let body = match read_capped(resp, cap).await {
                 Ok(b) => b,
-                Err(e) if e.is_transient() && attempt < self.retry.max_attempts => {
-                    tokio::time::sleep(self.retry.delay(attempt, None)).await;
-                    continue;
+                Err(CappedReadError::TooLarge { announced, .. }) => {
+                    let said = announced
+                        .map(|n| format!(" (Content-Length {n})"))
+                        .unwrap_or_default();
+                    return Err(match expected_size {
+                        Some(size) => protocol(format!(
+                            "the manifest is longer than the {size} bytes its descriptor states{said}"
+                        )),
+                        None => too_large(format!(
+                            "it is larger than {} (MAX_MANIFEST_BYTES){said}",
+                            human_bytes(MAX_MANIFEST_BYTES as u64)
+                        )),
+                    });
                 }
-                Err(e) => return Err(e.with_host(&self.host, &action)),
+                Err(CappedReadError::Transport(reason)) => {
+                    let e = EngineError::Connect {
+                        host: self.host.clone(),
+                        reason: format!("{action}: connection lost while reading: {reason}"),
+                    };
+                    if attempt < self.retry.max_attempts {
+                        tokio::time::sleep(self.retry.delay(attempt, None)).await;
+                        continue;
+                    }
+                    return Err(e);
+                }
             };
-            let digest = sha256_digest(&body);
-            let expected = if reference.contains(':') {
-                Some(reference.to_string())
-            } else {
-                header_digest
+            if let Some(size) = expected_size
+                && body.len() as u64 != size
+            {
+                return Err(protocol(format!(
+                    "the manifest is {} bytes, but its descriptor states {size}",
+                    body.len()
+                )));
+            }
+            let algorithm = match &expected {
+                Some(d) => parse_digest(d).map_err(|e| protocol(e.to_string()))?,
+                None => Algorithm::Sha256,
             };
+            let digest = digest_with(algorithm, &body);
             if let Some(expected) = expected
-                && expected.starts_with("sha256:")
                 && expected != digest
             {
                 return Err(EngineError::DigestMismatch {
-                    what: format!("manifest {}", manifest_name(repo, reference)),
+                    what: format!("manifest {name}"),
                     location: self.host.clone(),
                     expected,
                     actual: digest,
@@ -529,13 +673,16 @@ impl RegistryClient {
         }
     }
 
-    /// HEADs a manifest: `Some(digest)` when it exists, `None` on 404.
+    /// HEADs a manifest: `Some(digest)` when it exists, `None` on 404. The digest comes
+    /// from `Docker-Content-Digest` and is checked by the digest grammar.
     pub async fn head_manifest(
         &self,
         repo: &str,
         reference: &str,
         scope: &Scope,
     ) -> Result<Option<String>> {
+        check_repository(repo)?;
+        check_reference(reference)?;
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
         let action = format!("HEAD manifest {}", manifest_name(repo, reference));
         let resp = self
@@ -545,18 +692,38 @@ impl RegistryClient {
             .await?;
         match resp.status() {
             StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => Ok(header_str(resp.headers(), "docker-content-digest")),
+            s if s.is_success() => self.digest_header(&resp, &action),
             _ => Err(status_error(&self.host, &action, resp).await),
         }
     }
 
-    /// PUTs a manifest under `reference` (tag or digest); returns the registry's digest.
+    /// The `Docker-Content-Digest` header of `resp`, refused unless it is a valid digest.
+    fn digest_header(&self, resp: &Response, action: &str) -> Result<Option<String>> {
+        let protocol = |reason: String| EngineError::Protocol {
+            host: self.host.clone(),
+            action: action.to_string(),
+            reason,
+        };
+        match bounded_header(resp.headers(), "Docker-Content-Digest").map_err(protocol)? {
+            Some(d) => {
+                parse_digest(&d)
+                    .map_err(|e| protocol(format!("its Docker-Content-Digest header: {e}")))?;
+                Ok(Some(d))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// PUTs a manifest under `reference` (tag or digest), and checks the digest the
+    /// registry reports (when it uses the same algorithm).
     pub async fn put_manifest(
         &self,
         repo: &str,
         reference: &str,
         manifest: &RawManifest,
     ) -> Result<()> {
+        check_repository(repo)?;
+        check_reference(reference)?;
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
         let action = format!("PUT manifest {}", manifest_name(repo, reference));
         let resp = self
@@ -569,8 +736,8 @@ impl RegistryClient {
         if !resp.status().is_success() {
             return Err(status_error(&self.host, &action, resp).await);
         }
-        if let Some(d) = header_str(resp.headers(), "docker-content-digest")
-            && d.starts_with("sha256:")
+        if let Some(d) = self.digest_header(&resp, &action)?
+            && parse_digest(&d).ok() == parse_digest(&manifest.digest).ok()
             && d != manifest.digest
         {
             return Err(EngineError::Protocol {
@@ -584,6 +751,8 @@ impl RegistryClient {
 
     /// True when the blob exists in `repo`.
     pub async fn blob_exists(&self, repo: &str, digest: &str, scope: &Scope) -> Result<bool> {
+        check_repository(repo)?;
+        check_digest(digest)?;
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
         let action = format!("HEAD blob {repo}@{digest}");
         let resp = self.send(scope, &action, |c| c.head(&url)).await?;
@@ -594,8 +763,17 @@ impl RegistryClient {
         }
     }
 
-    /// GETs a blob from `offset` on; the response streams the bytes.
-    pub async fn get_blob(&self, repo: &str, digest: &str, offset: u64) -> Result<Response> {
+    /// GETs a blob of `size` bytes from `offset` on; the response streams the bytes. A
+    /// `Content-Length` other than `size - offset` is refused before the body is read.
+    pub async fn get_blob(
+        &self,
+        repo: &str,
+        digest: &str,
+        offset: u64,
+        size: u64,
+    ) -> Result<Response> {
+        check_repository(repo)?;
+        check_digest(digest)?;
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
         let action = format!("GET blob {repo}@{digest}");
         let resp = self
@@ -608,30 +786,66 @@ impl RegistryClient {
                 }
             })
             .await?;
-        match resp.status() {
-            StatusCode::OK if offset == 0 => Ok(resp),
-            StatusCode::PARTIAL_CONTENT if offset > 0 => Ok(resp),
-            StatusCode::OK => Err(EngineError::Protocol {
+        let resp = match resp.status() {
+            StatusCode::OK if offset == 0 => resp,
+            StatusCode::PARTIAL_CONTENT if offset > 0 => resp,
+            StatusCode::OK => {
+                return Err(EngineError::Protocol {
+                    host: self.host.clone(),
+                    action,
+                    reason: "registry ignored the Range header".into(),
+                });
+            }
+            StatusCode::NOT_FOUND => {
+                return Err(EngineError::NotFound {
+                    what: format!("blob {digest}"),
+                    location: format!("{}/{repo}", self.host),
+                    hint: "the source manifest references a blob the registry does not have".into(),
+                });
+            }
+            _ => return Err(status_error(&self.host, &action, resp).await),
+        };
+        let want = size.saturating_sub(offset);
+        let mismatch = |announced: u64| {
+            let from = if offset > 0 {
+                format!(" from offset {offset}")
+            } else {
+                String::new()
+            };
+            format!(
+                "the registry announces {announced} bytes (Content-Length) where the descriptor states {size}{from}"
+            )
+        };
+        match resp.content_length() {
+            // More than stated: refused before a byte is read.
+            Some(announced) if announced > want => Err(EngineError::LimitExceeded {
+                host: self.host.clone(),
+                what: format!("blob {repo}@{digest}"),
+                problem: mismatch(announced),
+                hint: BLOB_MISMATCH_HINT.into(),
+            }),
+            Some(announced) if announced < want => Err(EngineError::Protocol {
                 host: self.host.clone(),
                 action,
-                reason: "registry ignored the Range header".into(),
+                reason: mismatch(announced),
             }),
-            StatusCode::NOT_FOUND => Err(EngineError::NotFound {
-                what: format!("blob {digest}"),
-                location: format!("{}/{repo}", self.host),
-                hint: "the source manifest references a blob the registry does not have".into(),
-            }),
-            _ => Err(status_error(&self.host, &action, resp).await),
+            _ => Ok(resp),
         }
     }
 
     /// Starts an upload, trying a cross-repository mount first when `mount_from` is set.
+    /// Returns the session URL (the `Location`, resolved and checked).
     pub async fn start_upload(
         &self,
         repo: &str,
         digest: &str,
         mount_from: Option<&str>,
     ) -> Result<UploadStart> {
+        check_repository(repo)?;
+        check_digest(digest)?;
+        if let Some(from) = mount_from {
+            check_repository(from)?;
+        }
         let (url, scope) = match mount_from {
             Some(from) => (
                 self.url(&format!(
@@ -653,8 +867,8 @@ impl RegistryClient {
         match resp.status() {
             StatusCode::CREATED if mount_from.is_some() => Ok(UploadStart::Mounted),
             StatusCode::ACCEPTED | StatusCode::CREATED => {
-                match header_str(resp.headers(), header::LOCATION) {
-                    Some(loc) => Ok(UploadStart::Session(self.resolve_location(&loc))),
+                match self.location_header(&resp, &action)? {
+                    Some(loc) => Ok(UploadStart::Session(loc)),
                     None => Err(EngineError::Protocol {
                         host: self.host.clone(),
                         action,
@@ -664,6 +878,19 @@ impl RegistryClient {
             }
             _ => Err(status_error(&self.host, &action, resp).await),
         }
+    }
+
+    /// The `Location` header of `resp`, bounded and resolved against the registry.
+    fn location_header(&self, resp: &Response, action: &str) -> Result<Option<String>> {
+        let location =
+            bounded_header(resp.headers(), "Location").map_err(|reason| EngineError::Protocol {
+                host: self.host.clone(),
+                action: action.to_string(),
+                reason,
+            })?;
+        location
+            .map(|l| self.resolve_location(&l, action).map(String::from))
+            .transpose()
     }
 
     /// Sends one chunk of an upload: PATCH (more to come) or PUT with the digest (last).
@@ -677,6 +904,9 @@ impl RegistryClient {
         finish_with_digest: Option<&str>,
     ) -> Result<Option<String>> {
         let (start, len) = range;
+        if let Some(d) = finish_with_digest {
+            check_digest(d)?;
+        }
         let body = std::sync::Mutex::new(Some(body));
         let (method, url) = match finish_with_digest {
             Some(d) => (Method::PUT, with_query(location, "digest", d)),
@@ -704,7 +934,7 @@ impl RegistryClient {
         if resp.status() != ok && !(finish_with_digest.is_some() && resp.status().is_success()) {
             return Err(status_error(&self.host, &action, resp).await);
         }
-        Ok(header_str(resp.headers(), header::LOCATION).map(|l| self.resolve_location(&l)))
+        self.location_header(&resp, &action)
     }
 
     /// Bytes the registry holds for an upload session (end of its `Range`).
@@ -716,10 +946,13 @@ impl RegistryClient {
         if !resp.status().is_success() {
             return Err(status_error(&self.host, &action, resp).await);
         }
-        Ok(header_str(resp.headers(), header::RANGE)
-            .and_then(|r| r.rsplit('-').next().and_then(|e| e.parse::<u64>().ok()))
-            .map(|end| end + 1)
-            .unwrap_or(0))
+        let range =
+            bounded_header(resp.headers(), "Range").map_err(|reason| EngineError::Protocol {
+                host: self.host.clone(),
+                action,
+                reason,
+            })?;
+        Ok(range.as_deref().and_then(parse_upload_range).unwrap_or(0))
     }
 
     /// Abandons an upload session (best effort).
@@ -750,44 +983,240 @@ fn is_transient_status(s: StatusCode) -> bool {
     s == StatusCode::REQUEST_TIMEOUT || s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error()
 }
 
-fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v: &HeaderValue| v.to_str().ok())
-        .map(str::to_string)
+/// Checks a repository name by the distribution grammar before it goes into a URL:
+/// `/`-separated components of `[a-z0-9]` runs joined by `.`, `_`, `__` or `-`s (so no
+/// empty, `.` or `..` component, no `?`, `#` or `%`).
+fn check_repository(repo: &str) -> Result<()> {
+    let component_ok = |c: &str| {
+        let b = c.as_bytes();
+        let alnum = |x: &u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+        !b.is_empty()
+            && b.first().is_some_and(alnum)
+            && b.last().is_some_and(alnum)
+            && b.iter()
+                .all(|x| alnum(x) || *x == b'.' || *x == b'_' || *x == b'-')
+            && !c.contains("..")
+            && !c.contains("___")
+    };
+    if repo.len() <= 255 && repo.split('/').all(component_ok) {
+        Ok(())
+    } else {
+        Err(EngineError::InvalidInput(format!(
+            "repository name {} is not valid: lowercase letters, digits and . _ - separated by /",
+            quote_untrusted(repo, 100)
+        )))
+    }
 }
 
-async fn read_limited(resp: Response, limit: usize) -> Result<Bytes> {
-    let mut out = Vec::new();
+/// Checks a digest by the OCI grammar before it goes into a URL; see [`parse_digest`].
+fn check_digest(digest: &str) -> Result<Algorithm> {
+    parse_digest(digest).map_err(|e| EngineError::InvalidInput(format!("invalid digest: {e}")))
+}
+
+/// Checks a manifest reference before it goes into a URL: a digest (see
+/// [`parse_digest`]; returns its algorithm) or a tag (`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`).
+fn check_reference(reference: &str) -> Result<Option<Algorithm>> {
+    if reference.contains(':') {
+        return check_digest(reference).map(Some);
+    }
+    let b = reference.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 128
+        && b.first()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(None)
+    } else {
+        Err(EngineError::InvalidInput(format!(
+            "tag {} is not valid: up to 128 letters, digits, _ . -, not starting with . or -",
+            quote_untrusted(reference, 140)
+        )))
+    }
+}
+
+/// A header's value as text, refused (with the reason) when it is longer than
+/// [`MAX_HEADER_VALUE_BYTES`]; `None` when absent or not visible ASCII.
+pub fn bounded_header(
+    headers: &HeaderMap,
+    name: &str,
+) -> std::result::Result<Option<String>, String> {
+    let Some(value) = headers.get(name) else {
+        return Ok(None);
+    };
+    if value.len() > MAX_HEADER_VALUE_BYTES {
+        return Err(format!(
+            "its {name} header is {} bytes, more than {} (MAX_HEADER_VALUE_BYTES)",
+            value.len(),
+            human_bytes(MAX_HEADER_VALUE_BYTES as u64)
+        ));
+    }
+    Ok(value.to_str().ok().map(str::to_string))
+}
+
+/// Resolves a `Location` header against the registry's origin (`base`): an absolute URL,
+/// an absolute path or a relative one (relative to `/`, as registries mean it). Only
+/// `http`/`https` URLs are accepted, and a Location that would leave an `https` registry
+/// for plain `http` is refused. A Location on another origin is allowed (it gets no
+/// credentials: see [`RegistryClient::is_own_origin`]).
+pub fn resolve_location(base: &url::Url, location: &str) -> std::result::Result<url::Url, String> {
+    let shown = || quote_untrusted(location, 120);
+    let location = location.trim();
+    if location.is_empty() {
+        return Err("its Location header is empty".into());
+    }
+    let root = base
+        .join("/")
+        .map_err(|e| format!("cannot resolve Location {}: {e}", shown()))?;
+    let url = match url::Url::parse(location) {
+        Err(url::ParseError::RelativeUrlWithoutBase) if location.starts_with('/') => {
+            root.join(location)
+        }
+        Err(url::ParseError::RelativeUrlWithoutBase) => root.join(&format!("/{location}")),
+        other => other,
+    }
+    .map_err(|e| format!("its Location {} is not a URL ({e})", shown()))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if base.scheme() == "http" => {}
+        "http" => {
+            return Err(format!(
+                "its Location {} leaves https for plain http; refusing to continue over plain HTTP",
+                shown()
+            ));
+        }
+        _ => {
+            return Err(format!("its Location {} is not an http(s) URL", shown()));
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("its Location {} has no host", shown()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("its Location {} carries user info", shown()));
+    }
+    Ok(url)
+}
+
+/// True when `a` and `b` share scheme, host and port (known defaults filled in), the
+/// rule reqwest applies to redirects.
+fn same_origin(a: &url::Url, b: &url::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// Bytes an upload session holds, from its `Range: 0-<last>` header (distribution's
+/// form; `bytes=0-<last>` too): `last + 1`. `None` for anything else.
+pub fn parse_upload_range(range: &str) -> Option<u64> {
+    let range = range.trim();
+    let range = range.strip_prefix("bytes=").unwrap_or(range);
+    let (start, end) = range.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(start) || !digits(end) || start.parse::<u64>().ok()? != 0 {
+        return None;
+    }
+    end.parse::<u64>().ok()?.checked_add(1)
+}
+
+/// The token of a token server's answer (`{"token": ...}` or `{"access_token": ...}`),
+/// refused when missing or not usable in an HTTP header.
+fn parse_token_answer(body: &[u8]) -> std::result::Result<String, String> {
+    #[derive(Deserialize)]
+    struct TokenAnswer {
+        token: Option<String>,
+        access_token: Option<String>,
+    }
+    let answer: TokenAnswer =
+        serde_json::from_slice(body).map_err(|e| format!("token answer is not JSON: {e}"))?;
+    match answer.access_token.or(answer.token) {
+        Some(t) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()) => Ok(t),
+        Some(t) if !t.is_empty() => {
+            Err("the token holds characters not allowed in an HTTP header".into())
+        }
+        _ => Err("token answer has no token".into()),
+    }
+}
+
+/// Why [`read_capped`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CappedReadError {
+    /// The body is larger than the limit (or announced so by `Content-Length`, in which
+    /// case nothing was read).
+    #[error("the body is larger than {} bytes{}", limit, announced.map(|n| format!(" (Content-Length {n})")).unwrap_or_default())]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+        /// The `Content-Length` the server announced, when that alone was over the limit.
+        announced: Option<u64>,
+    },
+    /// The connection failed while reading (the text has no URL).
+    #[error("connection lost while reading the body: {0}")]
+    Transport(String),
+}
+
+/// Reads a whole response body, failing as soon as it exceeds `limit` bytes: at once when
+/// `Content-Length` announces more, else when the streamed bytes pass the limit (so an
+/// endless body costs at most `limit` bytes of memory). The one way this crate reads a
+/// body into memory from an untrusted server; `arm.rs` and `helm_repo.rs` may use it too.
+pub async fn read_capped(
+    resp: Response,
+    limit: usize,
+) -> std::result::Result<Bytes, CappedReadError> {
+    if let Some(announced) = resp.content_length()
+        && announced > limit as u64
+    {
+        return Err(CappedReadError::TooLarge {
+            limit,
+            announced: Some(announced),
+        });
+    }
+    let reserve = resp
+        .content_length()
+        .map_or(0, |n| usize::try_from(n).unwrap_or(limit).min(limit));
+    let mut out = Vec::with_capacity(reserve);
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| EngineError::Connect {
-            host: String::new(),
-            reason: format!(
-                "connection lost while reading: {}",
-                describe_reqwest_error(&e)
-            ),
-        })?;
-        if out.len() + chunk.len() > limit {
-            return Err(EngineError::InvalidInput(format!(
-                "manifest larger than {limit} bytes"
-            )));
+        let chunk = chunk.map_err(|e| CappedReadError::Transport(describe_reqwest_error(&e)))?;
+        if out.len().saturating_add(chunk.len()) > limit {
+            return Err(CappedReadError::TooLarge {
+                limit,
+                announced: None,
+            });
         }
         out.extend_from_slice(&chunk);
     }
     Ok(Bytes::from(out))
 }
 
-impl EngineError {
-    /// Fills in the host of a connection error raised without one.
-    fn with_host(self, host: &str, action: &str) -> Self {
-        match self {
-            EngineError::Connect { host: h, reason } if h.is_empty() => EngineError::Connect {
-                host: host.to_string(),
-                reason: format!("{action}: {reason}"),
-            },
-            other => other,
+/// Reads at most the first `limit` bytes of a body and drops the rest unread (for error
+/// bodies, which only feed a message); a failed read returns what arrived.
+pub async fn read_up_to(resp: Response, limit: usize) -> Bytes {
+    let mut out = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while out.len() < limit {
+        match stream.next().await {
+            Some(Ok(chunk)) => {
+                let take = chunk.len().min(limit - out.len());
+                out.extend_from_slice(&chunk[..take]);
+            }
+            Some(Err(_)) | None => break,
         }
+    }
+    Bytes::from(out)
+}
+
+/// `n` bytes for a message: `4 MiB`, `128 KiB`, else `n bytes`.
+pub fn human_bytes(n: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * KIB;
+    if n >= MIB && n.is_multiple_of(MIB) {
+        format!("{} MiB", n / MIB)
+    } else if n >= KIB && n.is_multiple_of(KIB) {
+        format!("{} KiB", n / KIB)
+    } else {
+        format!("{n} bytes")
     }
 }
 
@@ -848,10 +1277,24 @@ pub(crate) fn transport_error(host: &str, e: &reqwest::Error) -> EngineError {
     }
 }
 
-/// Reads the registry's error text (distribution `errors[]` or plain text), bounded.
+/// `text` on one line (control characters as spaces), cut to `max` characters.
+fn one_line(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect();
+    if text.chars().nth(max).is_some() {
+        out.push('…');
+    }
+    out.trim().to_string()
+}
+
+/// Reads the registry's error text (distribution `errors[]` or plain text): at most
+/// [`MAX_ERROR_BODY_BYTES`] are read, and the text is cut to one line of 200 characters.
 async fn error_text(resp: Response) -> String {
     let status = resp.status();
-    let body = read_limited(resp, 16 * 1024).await.unwrap_or_default();
+    let body = read_up_to(resp, MAX_ERROR_BODY_BYTES).await;
     #[derive(Deserialize)]
     struct Errors {
         errors: Vec<ErrorEntry>,
@@ -864,18 +1307,19 @@ async fn error_text(resp: Response) -> String {
     if let Ok(e) = serde_json::from_slice::<Errors>(&body)
         && let Some(first) = e.errors.first()
     {
-        return [first.code.as_deref(), first.message.as_deref()]
+        let text = [first.code.as_deref(), first.message.as_deref()]
             .into_iter()
             .flatten()
             .collect::<Vec<_>>()
             .join(": ");
+        return one_line(&text, 200);
     }
     let text = String::from_utf8_lossy(&body);
     let line = text.lines().next().unwrap_or_default().trim();
     if line.is_empty() || line.len() > 200 {
         status.canonical_reason().unwrap_or("error").to_string()
     } else {
-        line.to_string()
+        one_line(line, 200)
     }
 }
 
@@ -922,6 +1366,251 @@ pub(crate) async fn status_error(host: &str, action: &str, resp: Response) -> En
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn base(s: &str) -> url::Url {
+        url::Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn locations() {
+        let https = base("https://reg.example:5000");
+        let ok = |b: &url::Url, l: &str| resolve_location(b, l).unwrap().to_string();
+        assert_eq!(
+            ok(&https, "/v2/a/blobs/uploads/123?_state=x"),
+            "https://reg.example:5000/v2/a/blobs/uploads/123?_state=x"
+        );
+        assert_eq!(
+            ok(&https, "v2/a/blobs/uploads/1"),
+            "https://reg.example:5000/v2/a/blobs/uploads/1"
+        );
+        assert_eq!(
+            ok(&https, "https://storage.example/upload?sig=1"),
+            "https://storage.example/upload?sig=1"
+        );
+        let http = base("http://127.0.0.1:5000");
+        assert_eq!(
+            ok(&http, "http://127.0.0.1:6000/u"),
+            "http://127.0.0.1:6000/u"
+        );
+        for bad in [
+            "",
+            "   ",
+            "http://127.0.0.1:6000/u",
+            "ftp://h/x",
+            "file:///etc/passwd",
+            "https://user:pw@h/x",
+            "https://",
+            "//",
+            "javascript:alert(1)",
+        ] {
+            assert!(resolve_location(&https, bad).is_err(), "{bad:?}");
+        }
+        let a = resolve_location(&http, "http://127.0.0.1:6000/u").unwrap();
+        assert!(!same_origin(&http, &a));
+        let b = resolve_location(&http, "/v2/x").unwrap();
+        assert!(same_origin(&http, &b));
+        assert!(same_origin(&base("https://h"), &base("https://h:443/v2/")));
+        assert!(!same_origin(&base("https://h"), &base("http://h:443/")));
+    }
+
+    #[test]
+    fn upload_ranges() {
+        assert_eq!(parse_upload_range("0-0"), Some(1));
+        assert_eq!(parse_upload_range("0-1023"), Some(1024));
+        assert_eq!(parse_upload_range("bytes=0-9"), Some(10));
+        assert_eq!(parse_upload_range("0-18446744073709551615"), None);
+        for bad in ["", "-", "0-", "-5", "1-5", "0-x", "0--1", "0-1-2", "0 - 1"] {
+            assert_eq!(parse_upload_range(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn references_and_repositories_before_urls() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(check_reference(&d).unwrap(), Some(Algorithm::Sha256));
+        assert_eq!(check_reference("v1.2.3_rc-1").unwrap(), None);
+        for bad in [
+            "sha256:../../x",
+            "sha256:abc?x=",
+            "../x",
+            "a/b",
+            ".hidden",
+            "-x",
+            "a?b",
+            "a#b",
+            "",
+        ] {
+            assert!(check_reference(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_reference(&"a".repeat(129)).is_err());
+        for ok in ["a", "team/app", "a.b/c_d/e__f/g-h/i--j", "0"] {
+            assert!(check_repository(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "/a", "a/", "a//b", "../a", "a/..", "a/./b", "A", "a?b", "a%2fb", "a..b", "-a",
+            "a_", "a___b",
+        ] {
+            assert!(check_repository(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bounded_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("location", "/v2/x".parse().unwrap());
+        h.insert(
+            "www-authenticate",
+            "x".repeat(MAX_HEADER_VALUE_BYTES + 1).parse().unwrap(),
+        );
+        assert_eq!(
+            bounded_header(&h, "Location").unwrap().as_deref(),
+            Some("/v2/x")
+        );
+        assert_eq!(bounded_header(&h, "Range").unwrap(), None);
+        let err = bounded_header(&h, "WWW-Authenticate").unwrap_err();
+        assert!(err.contains("MAX_HEADER_VALUE_BYTES"), "{err}");
+    }
+
+    #[test]
+    fn token_answers() {
+        assert_eq!(parse_token_answer(br#"{"token":"abc"}"#).unwrap(), "abc");
+        assert_eq!(
+            parse_token_answer(br#"{"token":"t","access_token":"a"}"#).unwrap(),
+            "a"
+        );
+        for bad in [
+            &br#"{}"#[..],
+            br#"{"token":""}"#,
+            br#"{"token":"a b"}"#,
+            b"{\"token\":\"a\\r\\nX-Evil: 1\"}",
+            b"not json",
+        ] {
+            assert!(parse_token_answer(bad).is_err());
+        }
+    }
+
+    /// Serves one raw HTTP/1.1 answer: `head` then `body_chunk` `repeat` times (or
+    /// forever with `None`), on a fresh port; returns the URL.
+    async fn raw_server(
+        head: &'static str,
+        body_chunk: &'static [u8],
+        repeat: Option<usize>,
+    ) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            if sock.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let mut sent = 0;
+            while repeat.is_none_or(|n| sent < n) {
+                if sock.write_all(body_chunk).await.is_err() {
+                    return;
+                }
+                sent += 1;
+            }
+        });
+        format!("http://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn capped_reads() {
+        let client = reqwest::Client::new();
+        // Endless body without Content-Length: cut at the limit.
+        let url = raw_server(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+            &[b'x'; 1024],
+            None,
+        )
+        .await;
+        let resp = client.get(&url).send().await.unwrap();
+        match read_capped(resp, 64 * 1024).await {
+            Err(CappedReadError::TooLarge {
+                limit: 65536,
+                announced: None,
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        // Announced too large: refused before reading.
+        let url = raw_server(
+            "HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n",
+            b"x",
+            Some(1),
+        )
+        .await;
+        let resp = client.get(&url).send().await.unwrap();
+        match read_capped(resp, 1024).await {
+            Err(CappedReadError::TooLarge {
+                announced: Some(99_999_999_999),
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        // Within the limit.
+        let url = raw_server(
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
+            b"abc",
+            Some(1),
+        )
+        .await;
+        let resp = client.get(&url).send().await.unwrap();
+        assert_eq!(&read_capped(resp, 3).await.unwrap()[..], b"abc");
+        // Error bodies: the first bytes only, on one line.
+        let url = raw_server(
+            "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n",
+            b"evil\x1b[31m text ",
+            None,
+        )
+        .await;
+        let resp = client.get(&url).send().await.unwrap();
+        let text = error_text(resp).await;
+        assert!(text.len() <= 200 * 4 + 3, "{text}");
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+    }
+
+    proptest! {
+        #[test]
+        fn resolve_location_never_panics(loc in "\\PC{0,200}", https in any::<bool>()) {
+            let b = base(if https { "https://reg.example" } else { "http://127.0.0.1:5000" });
+            if let Ok(url) = resolve_location(&b, &loc) {
+                prop_assert!(url.scheme() == "https" || (!https && url.scheme() == "http"));
+                prop_assert!(url.host_str().is_some_and(|h| !h.is_empty()));
+                prop_assert!(url.username().is_empty() && url.password().is_none());
+            }
+        }
+
+        #[test]
+        fn relative_locations_stay_on_the_registry(path in "/?[a-zA-Z0-9_.=?&-][a-zA-Z0-9/_.=?&-]{0,100}") {
+            let b = base("https://reg.example:5000");
+            let url = resolve_location(&b, &path).unwrap();
+            prop_assert!(same_origin(&b, &url), "{} left the registry", url);
+        }
+
+        #[test]
+        fn upload_range_round_trips(end in any::<u64>()) {
+            let got = parse_upload_range(&format!("0-{end}"));
+            prop_assert_eq!(got, end.checked_add(1));
+        }
+
+        #[test]
+        fn upload_range_never_panics(s in "\\PC{0,40}") {
+            let _ = parse_upload_range(&s);
+        }
+
+        #[test]
+        fn header_checks_never_panic(r in "\\PC{0,80}") {
+            let _ = check_reference(&r);
+            let _ = check_repository(&r);
+            let _ = parse_token_answer(r.as_bytes());
+        }
+    }
 
     #[test]
     fn finds_the_system_ca_bundle() {

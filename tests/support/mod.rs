@@ -17,6 +17,7 @@ pub mod env;
 pub mod fileserver;
 pub mod fixtures;
 pub mod hostile_helm;
+pub mod hostile_registry;
 pub mod kube;
 pub mod proxy;
 pub mod registry;
