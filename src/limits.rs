@@ -53,9 +53,6 @@ pub const MAX_TOKEN_RESPONSE_BYTES: usize = 128 * 1024;
 /// oras-go's errcode reader keeps 8 KiB (`maxErrorBytes`).
 pub const MAX_ERROR_BODY_BYTES: usize = 8 * 1024;
 
-/// Largest page of a referrers or tags listing read at once.
-pub const MAX_LISTING_BYTES: usize = 4 * 1024 * 1024;
-
 /// Largest `WWW-Authenticate`, `Location` or other header value we parse.
 pub const MAX_HEADER_VALUE_BYTES: usize = 8 * 1024;
 
@@ -91,8 +88,8 @@ pub const MAX_CHART_YAML_BYTES: u64 = 1024 * 1024;
 /// (`maxSpecialFileSize`).
 pub const MAX_TAR_EXTENSION_BYTES: u64 = 1024 * 1024;
 
-/// YAML budget: most parser events in one document (`index.yaml`, `Chart.yaml`, a
-/// `transfer -f` file). With aliases refused, memory stays near the document's size.
+/// YAML budget: most parser events in one document (`index.yaml`, `Chart.yaml`). With
+/// aliases refused, memory stays near the document's size.
 pub const MAX_YAML_EVENTS: usize = 5_000_000;
 
 /// YAML budget: deepest nesting of one document.
@@ -104,6 +101,42 @@ pub const MAX_YAML_DEPTH: usize = 64;
 
 /// Largest ARM answer read (an artifact manifest lists at most a few hundred artifacts).
 pub const MAX_ARM_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Longest one ARM request may take, the answer's body included. The shared HTTP client
+/// bounds only connecting (30 s) and each single read (300 s), so an endpoint trickling
+/// its answer a byte at a time would otherwise hold a transfer for as long as it likes.
+/// ARM answers these calls in well under a second.
+pub const ARM_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Shortest wait between two polls of a long-running operation (a `Retry-After: 0` does
+/// not turn the poll into a busy loop).
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Longest wait between two polls of a long-running operation.
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Longest short name accepted from ARM (`storeType`, `credentialType`, an artifact
+/// type, a manifest state, an expiry timestamp).
+pub const MAX_ARM_NAME_BYTES: usize = 64;
+
+/// Longest artifact or repository name accepted from ARM (ACR repository names are at
+/// most 256 characters).
+pub const MAX_ARTIFACT_NAME_BYTES: usize = 256;
+
+/// Longest artifact version accepted from ARM (an OCI tag is at most 128 characters).
+pub const MAX_ARTIFACT_VERSION_BYTES: usize = 128;
+
+/// Longest `listCredential` user name accepted (ACR token names are at most 50).
+pub const MAX_CREDENTIAL_USERNAME_BYTES: usize = 256;
+
+/// Longest `listCredential` token accepted: it is sent in an `Authorization` header.
+pub const MAX_CREDENTIAL_TOKEN_BYTES: usize = MAX_HEADER_VALUE_BYTES;
+
+/// Longest `acrServerUrl` accepted: `https://`, a 253-byte DNS name and a port.
+pub const MAX_SERVER_URL_BYTES: usize = 272;
+
+/// Longest ARM error code kept in a message.
+pub const MAX_ARM_ERROR_CODE_CHARS: usize = 64;
 
 // ---------------------------------------------------------------------------------------
 // Time and concurrency (ArtifactTransfer spec and the controller)

@@ -576,3 +576,35 @@ fn chart_yaml_with_aliases_is_refused() {
         ],
     );
 }
+
+#[test]
+fn chart_archive_not_matching_its_index_digest_is_refused() {
+    let env = TestEnv::new();
+    let dst = Registry::start();
+    let archive = |description: &str| {
+        let mut tar = tar_entry(
+            "swapped/Chart.yaml",
+            &chart_yaml("swapped", &format!("description: {description}\n")),
+        );
+        tar.extend(tar_end());
+        gzip(&tar)
+    };
+    // The index lists the digest of one archive; the repository serves another.
+    let listed = archive("the chart the index lists");
+    let served = archive("a chart swapped in behind the index");
+    let file = "swapped-0.1.0.tgz";
+    let index = index_for("swapped", "0.1.0", file, Some(&sha256_digest(&listed)));
+    let repo = HostileRepo::start(vec![
+        ("/charts/index.yaml", Reply::File(Bytes::from(index))),
+        (&format!("/charts/{file}"), Reply::File(Bytes::from(served))),
+    ]);
+    let run = copy(&env, &repo, "swapped:0.1.0", &dst, "charts/swapped:0.1.0");
+    let line = assert_refused(
+        &env,
+        &run,
+        &dst,
+        "charts/swapped:0.1.0",
+        &["digest mismatch", &sha256_digest(&listed)],
+    );
+    assert!(!line.contains("swapped in behind"), "{line}");
+}

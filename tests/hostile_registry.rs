@@ -736,10 +736,13 @@ fn malformed_digest_given_by_the_user_never_reaches_a_url() {
     let env = TestEnv::new();
     let (src, dst) = (HostileRegistry::start(), Registry::start());
     for (digest, needle) in [
-        // Upper-case hex passes the reference parser (oci-spec) and is refused by the
-        // registry client's digest check before any request.
-        (format!("sha512:{}", "A".repeat(128)), "invalid digest"),
-        // These the reference parser refuses already.
+        // The reference parser checks digests by the OCI grammar (digest::parse_digest):
+        // upper-case hex, other characters, paths and other algorithms are all refused
+        // before any request.
+        (
+            format!("sha512:{}", "A".repeat(128)),
+            "is not a valid sha512 digest",
+        ),
         (format!("sha512:{}", "z".repeat(128)), "invalid reference"),
         ("sha256:../../../v2/x".to_string(), "invalid reference"),
         (

@@ -109,7 +109,11 @@ impl RecordingProxy {
         let listener = rt::block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
-        let state = (client, upstream, bodies.clone());
+        // Operation URLs in answers name the upstream; rewritten to the proxy's own URL (as a
+        // reverse proxy's `proxy_redirect` does): the client follows them only on the
+        // host of its ARM endpoint.
+        let own = format!("https://localhost:{}", addr.port());
+        let state = (client, upstream, own, bodies.clone());
         rt::runtime().spawn(async move {
             loop {
                 let stream = tokio::select! {
@@ -158,10 +162,10 @@ impl Drop for RecordingProxy {
     }
 }
 
-type ProxyState = (reqwest::Client, String, Arc<Mutex<Vec<String>>>);
+type ProxyState = (reqwest::Client, String, String, Arc<Mutex<Vec<String>>>);
 
 async fn forward(
-    (client, upstream, bodies): ProxyState,
+    (client, upstream, own, bodies): ProxyState,
     req: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
     const SKIP: &[&str] = &["host", "content-length", "connection", "transfer-encoding"];
@@ -192,8 +196,14 @@ async fn forward(
         Ok(resp) => {
             response = response.status(resp.status().as_u16());
             for (name, value) in resp.headers() {
-                if !SKIP.contains(&name.as_str()) {
-                    response = response.header(name.as_str(), value.as_bytes());
+                if SKIP.contains(&name.as_str()) {
+                    continue;
+                }
+                match value.to_str() {
+                    Ok(v) if ["location", "azure-asyncoperation"].contains(&name.as_str()) => {
+                        response = response.header(name.as_str(), v.replacen(&upstream, &own, 1));
+                    }
+                    _ => response = response.header(name.as_str(), value.as_bytes()),
                 }
             }
             resp.bytes().await.unwrap_or_default()

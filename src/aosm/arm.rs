@@ -1,18 +1,33 @@
 //! ARM client for `Microsoft.HybridNetwork`: artifact store and manifest GETs,
 //! `listCredential`, and `updateState` with long-running-operation polling.
+//!
+//! Whatever the endpoint sends is bounded before it is used: answers are read up to
+//! [`MAX_ARM_RESPONSE_BYTES`] and error bodies up to [`MAX_ERROR_BODY_BYTES`] (refused
+//! as soon as they pass it, or when `Content-Length` announces more), every request
+//! (body included) within a timeout, fields checked for length and shape, and operation
+//! URLs followed only on the ARM endpoint's own host, over https.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use azure_core::credentials::TokenCredential;
-use reqwest::{Method, Response, StatusCode, header};
+use reqwest::header::{self, HeaderMap};
+use reqwest::{Method, Response, StatusCode};
 use serde::Deserialize;
 
 use super::error::AosmError;
 use super::identity::{Identity, arm_token, first_line};
 use crate::engine::Secret;
+use crate::engine::registry::{CappedReadError, read_capped};
 use crate::engine::retry::{RetryPolicy, parse_retry_after};
+use crate::limits::{
+    ARM_REQUEST_TIMEOUT, MAX_ARM_ERROR_CODE_CHARS as MAX_ERROR_CODE_CHARS,
+    MAX_ARM_NAME_BYTES as MAX_NAME_BYTES, MAX_ARM_RESPONSE_BYTES, MAX_ARTIFACT_NAME_BYTES,
+    MAX_ARTIFACT_VERSION_BYTES, MAX_CREDENTIAL_TOKEN_BYTES, MAX_CREDENTIAL_USERNAME_BYTES,
+    MAX_ERROR_BODY_BYTES, MAX_HEADER_VALUE_BYTES, MAX_POLL_INTERVAL, MAX_SERVER_URL_BYTES,
+    MIN_POLL_INTERVAL,
+};
 
 /// `listCredential` HTTP requests sent by this process (every attempt, retries included).
 static LIST_CREDENTIAL_CALLS: AtomicU64 = AtomicU64::new(0);
@@ -146,10 +161,46 @@ struct ArmErrorDetail {
     message: String,
 }
 
+/// The answer of an `Azure-AsyncOperation` URL.
+#[derive(Deserialize, Default)]
+struct OperationStatus {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    error: ArmErrorDetail,
+}
+
+/// A successful ARM answer, its body read whole (at most [`MAX_ARM_RESPONSE_BYTES`]).
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+}
+
+/// How a long-running operation is followed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PollKind {
+    /// `Location`: 202 while running, then the final answer.
+    Location,
+    /// `Azure-AsyncOperation`: 200 with `{"status": ...}`.
+    AsyncOperation,
+}
+
+impl PollKind {
+    fn header(self) -> &'static str {
+        match self {
+            PollKind::Location => "Location",
+            PollKind::AsyncOperation => "Azure-AsyncOperation",
+        }
+    }
+}
+
 /// Client for one store's ARM endpoint with one identity.
 pub struct ArmClient {
     http: reqwest::Client,
     arm_endpoint: String,
+    /// `arm_endpoint` parsed: operation URLs must be on its scheme, host and port.
+    arm_base: url::Url,
     arm_scope: String,
     api_version: String,
     identity: Identity,
@@ -182,6 +233,15 @@ impl ArmClient {
                 API_VERSIONS.join(", ")
             )));
         }
+        let arm_base = url::Url::parse(&endpoints.arm_endpoint)
+            .ok()
+            .filter(|u| u.scheme() == "https" && u.host_str().is_some())
+            .ok_or_else(|| {
+                AosmError::Config(format!(
+                    "armEndpoint {:?} must be an https URL",
+                    endpoints.arm_endpoint
+                ))
+            })?;
         let credential = super::identity::credential(
             &identity,
             &endpoints.authority_host,
@@ -191,6 +251,7 @@ impl ArmClient {
         Ok(Self {
             http,
             arm_endpoint: endpoints.arm_endpoint.clone(),
+            arm_base,
             arm_scope: endpoints.arm_scope.clone(),
             api_version: api_version.to_string(),
             identity,
@@ -207,6 +268,7 @@ impl ArmClient {
     }
 
     /// One ARM call with the bearer token, retrying throttling and transient failures.
+    /// The answer's body is read here, bounded in size and (with the request) in time.
     async fn call(
         &self,
         method: Method,
@@ -214,37 +276,12 @@ impl ArmClient {
         body: Option<&serde_json::Value>,
         action: &str,
         resource: &str,
-    ) -> Result<Response, AosmError> {
+    ) -> Result<Answer, AosmError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let token = arm_token(self.credential.as_ref(), &self.identity, &self.arm_scope).await;
-            let result = match token {
-                Ok(token) => {
-                    let mut req = self
-                        .http
-                        .request(method.clone(), url)
-                        .bearer_auth(token.expose());
-                    req = match body {
-                        Some(b) => req.json(b),
-                        None => req.header(header::CONTENT_LENGTH, 0),
-                    };
-                    if action == LIST_CREDENTIAL {
-                        LIST_CREDENTIAL_CALLS.fetch_add(1, Ordering::Relaxed);
-                    }
-                    match req.send().await {
-                        Ok(resp) if resp.status().is_success() => return Ok(resp),
-                        Ok(resp) => Err(arm_error(resp, action, resource).await),
-                        Err(e) => Err(AosmError::Connect {
-                            endpoint: self.arm_endpoint.clone(),
-                            reason: crate::engine::registry::describe_reqwest_error(&e),
-                        }),
-                    }
-                }
-                Err(e) => Err(e),
-            };
-            let err = match result {
-                Ok(resp) => return Ok(resp),
+            let err = match self.attempt(&method, url, body, action, resource).await {
+                Ok(answer) => return Ok(answer),
                 Err(e) => e,
             };
             if !err.is_transient() || attempt >= self.retry.max_attempts {
@@ -256,36 +293,155 @@ impl ArmClient {
         }
     }
 
-    async fn json<T: serde::de::DeserializeOwned>(
-        resp: Response,
+    /// One attempt of [`ArmClient::call`].
+    async fn attempt(
+        &self,
+        method: &Method,
+        url: &str,
+        body: Option<&serde_json::Value>,
         action: &str,
-    ) -> Result<T, AosmError> {
-        resp.json().await.map_err(|e| AosmError::Protocol {
-            action: action.to_string(),
-            reason: format!(
-                "answer is not the expected JSON: {}",
-                crate::engine::registry::describe_reqwest_error(&e)
-            ),
+        resource: &str,
+    ) -> Result<Answer, AosmError> {
+        let token = arm_token(self.credential.as_ref(), &self.identity, &self.arm_scope).await?;
+        let mut req = self
+            .http
+            .request(method.clone(), url)
+            .bearer_auth(token.expose())
+            .timeout(ARM_REQUEST_TIMEOUT);
+        req = match body {
+            Some(b) => req.json(b),
+            None => req.header(header::CONTENT_LENGTH, 0),
+        };
+        if action == LIST_CREDENTIAL {
+            LIST_CREDENTIAL_CALLS.fetch_add(1, Ordering::Relaxed);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.read_failed(action, "sending the request", &e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(self.arm_error(resp, action, resource).await);
+        }
+        let headers = resp.headers().clone();
+        let body = read_capped(resp, MAX_ARM_RESPONSE_BYTES)
+            .await
+            .map_err(|e| match e {
+                CappedReadError::TooLarge { limit, announced } => AosmError::Protocol {
+                    action: action.to_string(),
+                    reason: self.too_large("answer", limit, announced),
+                },
+                CappedReadError::Transport(e) => self.read_failed(action, "reading the answer", &e),
+            })?;
+        Ok(Answer {
+            status,
+            headers,
+            body,
         })
+    }
+
+    /// A transport failure (connection, timeout) while `doing` part of `action`: transient.
+    fn read_failed(&self, action: &str, doing: &str, e: &reqwest::Error) -> AosmError {
+        let reason = if e.is_timeout() {
+            format!(
+                "{action} got no complete answer within {} s ({doing})",
+                ARM_REQUEST_TIMEOUT.as_secs()
+            )
+        } else {
+            format!(
+                "{action}: {doing}: {}",
+                crate::engine::registry::describe_reqwest_error(e)
+            )
+        };
+        AosmError::Connect {
+            endpoint: self.arm_endpoint.clone(),
+            reason,
+        }
+    }
+
+    /// The reason of an answer refused for its size: names the endpoint and the limit.
+    fn too_large(&self, what: &str, limit: usize, announced: Option<u64>) -> String {
+        let announced = announced
+            .map(|n| format!(" (Content-Length {n})"))
+            .unwrap_or_default();
+        format!(
+            "the {what} from {} is larger than the {} limit{announced}; not read",
+            self.arm_endpoint,
+            size(limit)
+        )
+    }
+
+    /// The typed error of a non-2xx answer; its body is read up to
+    /// [`MAX_ERROR_BODY_BYTES`] (a longer one is not read: the status decides).
+    async fn arm_error(&self, resp: Response, action: &str, resource: &str) -> AosmError {
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let (body, oversized) = match read_capped(resp, MAX_ERROR_BODY_BYTES).await {
+            Ok(bytes) => (
+                serde_json::from_slice::<ArmErrorBody>(&bytes).unwrap_or_default(),
+                None,
+            ),
+            Err(CappedReadError::TooLarge { limit, announced }) => (
+                ArmErrorBody::default(),
+                Some(self.too_large("error body", limit, announced)),
+            ),
+            // The status says enough when the body is cut.
+            Err(CappedReadError::Transport(_)) => (ArmErrorBody::default(), None),
+        };
+        let code = if body.error.code.is_empty() {
+            status.canonical_reason().unwrap_or("Error").to_string()
+        } else {
+            short(&body.error.code, MAX_ERROR_CODE_CHARS)
+        };
+        let message = oversized.unwrap_or_else(|| first_line(&body.error.message));
+        match status {
+            StatusCode::NOT_FOUND => AosmError::NotFound {
+                resource: resource.to_string(),
+                code,
+                message,
+            },
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => AosmError::Forbidden {
+                action: action.to_string(),
+                resource: resource.to_string(),
+                code,
+                message,
+            },
+            s if s == StatusCode::TOO_MANY_REQUESTS
+                || s == StatusCode::REQUEST_TIMEOUT
+                || s.is_server_error() =>
+            {
+                AosmError::Transient {
+                    status: s.as_u16(),
+                    action: action.to_string(),
+                    code,
+                    message,
+                    retry_after,
+                }
+            }
+            s => AosmError::Refused {
+                action: action.to_string(),
+                status: s.as_u16(),
+                code,
+                message,
+            },
+        }
     }
 
     /// The store's `storeType` (AzureContainerRegistry | AzureStorageAccount).
     pub async fn store_type(&self, store: &StoreId) -> Result<String, AosmError> {
         let path = store.path();
-        let resp = self
-            .call(
-                Method::GET,
-                &self.url(&path),
-                None,
-                "GET artifact store",
-                &path,
-            )
+        let action = "GET artifact store";
+        let answer = self
+            .call(Method::GET, &self.url(&path), None, action, &path)
             .await?;
-        let v: serde_json::Value = Self::json(resp, "GET artifact store").await?;
-        Ok(v["properties"]["storeType"]
-            .as_str()
-            .unwrap_or("Unknown")
-            .to_string())
+        let v: serde_json::Value = parse_json(&answer.body, action)?;
+        let store_type = v["properties"]["storeType"].as_str().unwrap_or("Unknown");
+        text_field(action, "storeType", store_type, MAX_NAME_BYTES)?;
+        Ok(store_type.to_string())
     }
 
     /// The manifest's artifacts and state.
@@ -295,17 +451,12 @@ impl ArmClient {
         manifest: &str,
     ) -> Result<ArtifactManifest, AosmError> {
         let path = store.manifest_path(manifest);
-        let resp = self
-            .call(
-                Method::GET,
-                &self.url(&path),
-                None,
-                "GET artifact manifest",
-                &path,
-            )
+        let action = "GET artifact manifest";
+        let answer = self
+            .call(Method::GET, &self.url(&path), None, action, &path)
             .await?;
         #[derive(Deserialize)]
-        struct Answer {
+        struct ManifestAnswer {
             #[serde(default)]
             properties: Props,
         }
@@ -317,17 +468,45 @@ impl ArmClient {
             #[serde(default)]
             artifact_manifest_state: Option<String>,
         }
-        let a: Answer = Self::json(resp, "GET artifact manifest").await?;
+        let a: ManifestAnswer = parse_json(&answer.body, action)?;
+        for (i, x) in a.properties.artifacts.iter().enumerate() {
+            let field = |name: &str| format!("artifacts[{i}].{name}");
+            required(action, &field("artifactName"), &x.artifact_name)?;
+            text_field(
+                action,
+                &field("artifactName"),
+                &x.artifact_name,
+                MAX_ARTIFACT_NAME_BYTES,
+            )?;
+            text_field(
+                action,
+                &field("artifactType"),
+                &x.artifact_type,
+                MAX_NAME_BYTES,
+            )?;
+            required(action, &field("artifactVersion"), &x.artifact_version)?;
+            text_field(
+                action,
+                &field("artifactVersion"),
+                &x.artifact_version,
+                MAX_ARTIFACT_VERSION_BYTES,
+            )?;
+        }
+        let state = a
+            .properties
+            .artifact_manifest_state
+            .unwrap_or_else(|| "Unknown".into());
+        text_field(action, "artifactManifestState", &state, MAX_NAME_BYTES)?;
         Ok(ArtifactManifest {
             artifacts: a.properties.artifacts,
-            state: a
-                .properties
-                .artifact_manifest_state
-                .unwrap_or_else(|| "Unknown".into()),
+            state,
         })
     }
 
     /// `listCredential` of a manifest: a registry credential scoped to its repositories.
+    /// The answer is checked before use: an ACR scoped token, `acrServerUrl` a
+    /// `host[:port]` (optionally `https://`, nothing after it), a non-empty user name
+    /// and token of bounded length, a parseable expiry.
     pub async fn list_credential(
         &self,
         store: &StoreId,
@@ -335,11 +514,12 @@ impl ArmClient {
     ) -> Result<AcrCredential, AosmError> {
         let path = format!("{}/listCredential", store.manifest_path(manifest));
         let action = LIST_CREDENTIAL;
-        let resp = self
+        let answer = self
             .call(Method::POST, &self.url(&path), None, action, &path)
             .await?;
-        let a: CredentialAnswer = Self::json(resp, action).await?;
+        let a: CredentialAnswer = parse_json(&answer.body, action)?;
         if a.credential_type != "AzureContainerRegistryScopedToken" {
+            text_field(action, "credentialType", &a.credential_type, MAX_NAME_BYTES)?;
             return Err(AosmError::UnsupportedStoreType {
                 store: store.path(),
                 store_type: a.credential_type,
@@ -350,26 +530,52 @@ impl ArmClient {
             reason: format!("the answer has no {field}"),
         };
         let server_url = a.acr_server_url.ok_or_else(|| missing("acrServerUrl"))?;
-        let server = server_url
-            .trim_start_matches("https://")
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string();
+        let server = acr_server(&server_url).map_err(|reason| AosmError::Protocol {
+            action: action.into(),
+            reason,
+        })?;
+        let username = a.username.ok_or_else(|| missing("username"))?;
+        required(action, "username", &username)?;
+        text_field(action, "username", &username, MAX_CREDENTIAL_USERNAME_BYTES)?;
+        if username.contains(':') {
+            return Err(AosmError::Protocol {
+                action: action.into(),
+                reason: "the username holds ':', which basic authentication cannot carry".into(),
+            });
+        }
+        // Never quoted in an error: it is the secret.
+        let token = Secret::new(a.acr_token.ok_or_else(|| missing("acrToken"))?);
+        required(action, "acrToken", token.expose())?;
+        text_field(
+            action,
+            "acrToken",
+            token.expose(),
+            MAX_CREDENTIAL_TOKEN_BYTES,
+        )?;
+        for (i, r) in a.repositories.iter().enumerate() {
+            let field = format!("repositories[{i}]");
+            required(action, &field, r)?;
+            text_field(action, &field, r, MAX_ARTIFACT_NAME_BYTES)?;
+        }
         let expiry = a.expiry.ok_or_else(|| missing("expiry"))?;
+        text_field(action, "expiry", &expiry, MAX_NAME_BYTES)?;
         let expiry: jiff::Timestamp = expiry.parse().map_err(|e| AosmError::Protocol {
             action: action.into(),
             reason: format!("expiry {expiry:?} is not a timestamp: {e}"),
         })?;
         Ok(AcrCredential {
             server,
-            username: a.username.ok_or_else(|| missing("username"))?,
-            token: Secret::new(a.acr_token.ok_or_else(|| missing("acrToken"))?),
+            username,
+            token,
             repositories: a.repositories,
             expiry,
         })
     }
 
-    /// Sets the manifest state (e.g. `Uploaded`), following the long-running operation.
+    /// Sets the manifest state (e.g. `Uploaded`), following the long-running operation
+    /// through `Location` (preferred) or `Azure-AsyncOperation`. An operation URL is
+    /// followed only when it is https on the ARM endpoint's own host and port: an answer
+    /// cannot send the ARM token anywhere else.
     pub async fn update_state(
         &self,
         store: &StoreId,
@@ -379,29 +585,24 @@ impl ArmClient {
     ) -> Result<(), AosmError> {
         let path = format!("{}/updateState", store.manifest_path(manifest));
         let action = "POST updateState";
+        let poll_action = "poll updateState";
         let body = serde_json::json!({ "artifactManifestState": state });
-        let mut resp = self
+        let mut answer = self
             .call(Method::POST, &self.url(&path), Some(&body), action, &path)
             .await?;
+        if answer.status != StatusCode::ACCEPTED {
+            return Ok(());
+        }
         let started = std::time::Instant::now();
-        while resp.status() == StatusCode::ACCEPTED {
-            let location = resp
-                .headers()
-                .get(header::LOCATION)
-                .or_else(|| resp.headers().get("azure-asyncoperation"))
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-                .ok_or_else(|| AosmError::Protocol {
-                    action: action.into(),
-                    reason: "202 without Location".into(),
-                })?;
-            let wait = resp
-                .headers()
+        let (kind, mut url) = self.operation_url(&answer.headers, None, action)?;
+        loop {
+            let wait = answer
+                .headers
                 .get(header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_retry_after)
-                .unwrap_or(Duration::from_secs(1))
-                .min(Duration::from_secs(30));
+                .unwrap_or(MIN_POLL_INTERVAL)
+                .clamp(MIN_POLL_INTERVAL, MAX_POLL_INTERVAL);
             if started.elapsed() + wait > deadline {
                 return Err(AosmError::Transient {
                     status: 202,
@@ -415,60 +616,261 @@ impl ArmClient {
                 });
             }
             tokio::time::sleep(wait).await;
-            resp = self
-                .call(Method::GET, &location, None, "poll updateState", &path)
+            answer = self
+                .call(Method::GET, &url, None, poll_action, &path)
                 .await?;
+            match kind {
+                PollKind::Location => {
+                    if answer.status != StatusCode::ACCEPTED {
+                        return Ok(());
+                    }
+                    // A 202 may name the next URL; it is checked like the first.
+                    if answer.headers.contains_key(header::LOCATION) {
+                        url = self
+                            .operation_url(&answer.headers, Some(kind), poll_action)?
+                            .1;
+                    }
+                }
+                PollKind::AsyncOperation => {
+                    let op: OperationStatus = parse_json(&answer.body, poll_action)?;
+                    match op.status.to_ascii_lowercase().as_str() {
+                        "succeeded" => return Ok(()),
+                        "failed" | "canceled" | "cancelled" => {
+                            return Err(AosmError::Refused {
+                                action: action.into(),
+                                status: answer.status.as_u16(),
+                                code: if op.error.code.is_empty() {
+                                    short(&op.status, MAX_ERROR_CODE_CHARS)
+                                } else {
+                                    short(&op.error.code, MAX_ERROR_CODE_CHARS)
+                                },
+                                message: first_line(&op.error.message),
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+            }
         }
-        Ok(())
+    }
+
+    /// The operation URL of a 202 answer: `Location`, else `Azure-AsyncOperation` (or
+    /// only the header of `kind`), resolved against the ARM endpoint; refused unless it
+    /// is https on the ARM endpoint's host and port, without user info.
+    fn operation_url(
+        &self,
+        headers: &HeaderMap,
+        kind: Option<PollKind>,
+        action: &str,
+    ) -> Result<(PollKind, String), AosmError> {
+        let protocol = |reason: String| AosmError::Protocol {
+            action: action.to_string(),
+            reason,
+        };
+        let found = [PollKind::Location, PollKind::AsyncOperation]
+            .into_iter()
+            .filter(|k| kind.is_none_or(|want| want == *k))
+            .find_map(|k| headers.get(k.header()).map(|v| (k, v)));
+        let Some((kind, value)) = found else {
+            return Err(protocol(
+                "202 without a Location or Azure-AsyncOperation header".into(),
+            ));
+        };
+        let name = kind.header();
+        if value.len() > MAX_HEADER_VALUE_BYTES {
+            return Err(protocol(format!(
+                "its {name} header is longer than the {} limit",
+                size(MAX_HEADER_VALUE_BYTES)
+            )));
+        }
+        let url = value
+            .to_str()
+            .ok()
+            .and_then(|v| self.arm_base.join(v.trim()).ok())
+            .ok_or_else(|| protocol(format!("its {name} header is not a URL")))?;
+        let refuse = |what: String| {
+            protocol(format!(
+                "its {name} URL {what}; the ARM token is only sent over https to the ARM endpoint {}",
+                self.arm_endpoint
+            ))
+        };
+        if url.scheme() != "https" {
+            return Err(refuse(format!(
+                "uses {}:// instead of https://",
+                short(url.scheme(), MAX_NAME_BYTES)
+            )));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(refuse("carries user info".into()));
+        }
+        let host = url.host_str().unwrap_or_default();
+        if !host.eq_ignore_ascii_case(self.arm_base.host_str().unwrap_or_default())
+            || url.port_or_known_default() != self.arm_base.port_or_known_default()
+        {
+            return Err(refuse(format!(
+                "points at {}:{}, another host",
+                short(host, MAX_NAME_BYTES),
+                url.port_or_known_default().unwrap_or(443)
+            )));
+        }
+        Ok((kind, url.to_string()))
     }
 }
 
-async fn arm_error(resp: Response, action: &str, resource: &str) -> AosmError {
-    let status = resp.status();
-    let retry_after = resp
-        .headers()
-        .get(header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after);
-    let text = resp.text().await.unwrap_or_default();
-    let body: ArmErrorBody = serde_json::from_str(&text).unwrap_or_default();
-    let code = if body.error.code.is_empty() {
-        status.canonical_reason().unwrap_or("Error").to_string()
+/// `n` bytes for a message: `4 MiB`, `8 KiB` or `N bytes`.
+fn size(n: usize) -> String {
+    const KIB: usize = 1024;
+    const MIB: usize = 1024 * 1024;
+    if n >= MIB && n.is_multiple_of(MIB) {
+        format!("{} MiB", n / MIB)
+    } else if n >= KIB && n.is_multiple_of(KIB) {
+        format!("{} KiB", n / KIB)
     } else {
-        body.error.code
-    };
-    let message = first_line(&body.error.message);
-    match status {
-        StatusCode::NOT_FOUND => AosmError::NotFound {
-            resource: resource.to_string(),
-            code,
-            message,
-        },
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => AosmError::Forbidden {
-            action: action.to_string(),
-            resource: resource.to_string(),
-            code,
-            message,
-        },
-        s if s == StatusCode::TOO_MANY_REQUESTS
-            || s == StatusCode::REQUEST_TIMEOUT
-            || s.is_server_error() =>
-        {
-            AosmError::Transient {
-                status: s.as_u16(),
-                action: action.to_string(),
-                code,
-                message,
-                retry_after,
-            }
-        }
-        s => AosmError::Refused {
-            action: action.to_string(),
-            status: s.as_u16(),
-            code,
-            message,
-        },
+        format!("{n}-byte")
     }
+}
+
+/// At most `max` characters of `s`, control characters dropped, for a one-line message.
+fn short(s: &str, max: usize) -> String {
+    let mut out: String = s.chars().filter(|c| !c.is_control()).take(max).collect();
+    if s.chars().filter(|c| !c.is_control()).nth(max).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// Parses an ARM answer. The message says where the JSON went wrong but quotes none of
+/// it (a malformed `listCredential` answer must not put its token in an error).
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], action: &str) -> Result<T, AosmError> {
+    serde_json::from_slice(body).map_err(|e| {
+        use serde_json::error::Category;
+        let text = e.to_string();
+        let what = match e.classify() {
+            // Names a field of ours, never a value of theirs.
+            Category::Data if text.starts_with("missing field") => {
+                short(text.split(" at line").next().unwrap_or_default(), 100)
+            }
+            Category::Data => "a field has the wrong type or value".into(),
+            Category::Syntax => "malformed JSON".into(),
+            Category::Eof => "cut short".into(),
+            Category::Io => "unreadable".into(),
+        };
+        AosmError::Protocol {
+            action: action.to_string(),
+            reason: format!(
+                "the answer is not the expected JSON: {what} at line {} column {}",
+                e.line(),
+                e.column()
+            ),
+        }
+    })
+}
+
+/// Refuses an empty `field`.
+fn required(action: &str, field: &str, value: &str) -> Result<(), AosmError> {
+    if value.is_empty() {
+        return Err(AosmError::Protocol {
+            action: action.to_string(),
+            reason: format!("the answer has an empty {field}"),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a `field` longer than `max` bytes or holding control characters. The value
+/// itself is never quoted (it may be a secret).
+fn text_field(action: &str, field: &str, value: &str, max: usize) -> Result<(), AosmError> {
+    let reason = if value.len() > max {
+        format!(
+            "its {field} is {} bytes long, more than the {max} allowed",
+            value.len()
+        )
+    } else if value.chars().any(char::is_control) {
+        format!("its {field} holds control characters")
+    } else {
+        return Ok(());
+    };
+    Err(AosmError::Protocol {
+        action: action.to_string(),
+        reason,
+    })
+}
+
+/// The registry host of a `listCredential` `acrServerUrl`: `host[:port]`, optionally
+/// with `https://` before it and one `/` after it — no other scheme, path, query,
+/// fragment or user info. The error is the reason, quoting the value (bounded).
+fn acr_server(url: &str) -> Result<String, String> {
+    let bad = |why: &str| {
+        format!(
+            "acrServerUrl {:?} {why}; expected host[:port] or https://host[:port]",
+            short(url, 100)
+        )
+    };
+    if url.len() > MAX_SERVER_URL_BYTES {
+        return Err(format!(
+            "acrServerUrl is {} bytes long, more than the {MAX_SERVER_URL_BYTES} allowed",
+            url.len()
+        ));
+    }
+    let rest = match url.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => rest,
+        Some(_) => return Err(bad("does not use https")),
+        None => url,
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority
+        .chars()
+        .any(|c| matches!(c, '/' | '?' | '#' | '@' | '\\'))
+    {
+        return Err(bad("has a path, query, fragment or user info"));
+    }
+    let (host, port) = if authority.starts_with('[') {
+        let end = authority
+            .find(']')
+            .ok_or_else(|| bad("is not a valid host"))?;
+        let (host, after) = authority.split_at(end + 1);
+        if host[1..end].parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(bad("is not a valid host"));
+        }
+        let port = match after {
+            "" => None,
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| bad("is not a valid host"))?,
+            ),
+        };
+        (host, port)
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if let Some(p) = port
+        && (!p.bytes().all(|b| b.is_ascii_digit()) || !matches!(p.parse::<u16>(), Ok(n) if n > 0))
+    {
+        return Err(bad("has an invalid port"));
+    }
+    if !host.starts_with('[') && !is_dns_name(host) {
+        return Err(bad("is not a valid host"));
+    }
+    Ok(authority.to_string())
+}
+
+/// A DNS name (or dotted IPv4 address): labels of 1-63 letters, digits and `-` (not at
+/// either end), 253 bytes at most.
+fn is_dns_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 #[cfg(test)]
@@ -498,6 +900,187 @@ mod tests {
             Some("mf/cnf")
         );
         assert_eq!(cred(&["cnf2"]).repository_for("mf", "cnf"), None);
+    }
+
+    #[test]
+    fn acr_server_urls_are_host_and_port_only() {
+        for (url, server) in [
+            ("localhost:5000", "localhost:5000"),
+            ("https://myacr.azurecr.io", "myacr.azurecr.io"),
+            ("https://myacr.azurecr.io/", "myacr.azurecr.io"),
+            ("HTTPS://127.0.0.1:443", "127.0.0.1:443"),
+            ("https://[::1]:5000", "[::1]:5000"),
+            ("[::1]", "[::1]"),
+        ] {
+            assert_eq!(acr_server(url).as_deref(), Ok(server), "{url}");
+        }
+        for (url, why) in [
+            ("https://evil.example/path?x", "path, query"),
+            ("https://evil.example?x", "path, query"),
+            ("https://user:pw@evil.example", "user info"),
+            ("evil.example#frag", "fragment"),
+            ("https://evil.example\\@good.example", "path, query"),
+            ("http://myacr.azurecr.io", "https"),
+            ("ftp://myacr.azurecr.io", "https"),
+            ("myacr.azurecr.io:0", "port"),
+            ("myacr.azurecr.io:65536", "port"),
+            ("myacr.azurecr.io:", "port"),
+            ("myacr.azurecr.io:+1", "port"),
+            ("", "valid host"),
+            ("https://", "valid host"),
+            ("-bad.example", "valid host"),
+            ("bad..example", "valid host"),
+            ("bad_host.example", "valid host"),
+            ("b\u{e4}d.example", "valid host"),
+            ("evil example", "valid host"),
+            ("[::1", "valid host"),
+            ("[nothost]:1", "valid host"),
+            ("[::1]x", "valid host"),
+        ] {
+            let err = acr_server(url).expect_err(url);
+            assert!(err.contains(why), "{url}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+        let long = format!("{}.example", "a.".repeat(200));
+        assert!(acr_server(&long).unwrap_err().contains("bytes long"));
+    }
+
+    #[test]
+    fn text_fields_are_bounded_and_never_quoted() {
+        let err = text_field("a", "acrToken", &"s".repeat(9000), 8192).unwrap_err();
+        assert!(err.to_string().contains("9000 bytes long"), "{err}");
+        assert!(!err.to_string().contains("sss"), "{err}");
+        let err = text_field("a", "acrToken", "sec\nret", 8192).unwrap_err();
+        assert!(err.to_string().contains("control characters"), "{err}");
+        assert!(!err.to_string().contains("sec"), "{err}");
+        assert!(text_field("a", "f", "fine", 4).is_ok());
+        assert!(required("a", "f", "").is_err());
+    }
+
+    #[test]
+    fn json_errors_quote_nothing_of_the_answer() {
+        let secret = "s3cr3t-token-value";
+        for body in [
+            format!(r#"{{"credentialType": 1, "acrToken": "{secret}"}}"#),
+            format!(r#"{{"credentialType": "{secret}"#),
+            format!(r#"{{"credentialType": ["{secret}"]}}"#),
+            secret.to_string(),
+        ] {
+            let err = parse_json::<CredentialAnswer>(body.as_bytes(), LIST_CREDENTIAL)
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(!err.contains(secret), "{err}");
+            assert!(err.contains("line 1 column"), "{err}");
+        }
+        let err = parse_json::<CredentialAnswer>(b"{}", LIST_CREDENTIAL)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field `credentialType`"), "{err}");
+    }
+
+    #[test]
+    fn sizes_and_short_texts() {
+        assert_eq!(size(4 * 1024 * 1024), "4 MiB");
+        assert_eq!(size(8 * 1024), "8 KiB");
+        assert_eq!(size(1000), "1000-byte");
+        assert_eq!(short("ab\ncd", 10), "abcd");
+        assert_eq!(short("abcdef", 3), "abc…");
+    }
+
+    fn client(arm_endpoint: &str) -> ArmClient {
+        ArmClient::new(
+            reqwest::Client::new(),
+            &super::super::cloud::CloudEndpoints {
+                arm_endpoint: arm_endpoint.into(),
+                authority_host: "https://login.microsoftonline.com".into(),
+                arm_scope: "https://management.azure.com/.default".into(),
+            },
+            API_VERSIONS[0],
+            Identity::ClientSecret {
+                tenant_id: "00000000-0000-0000-0000-000000000001".into(),
+                client_id: "00000000-0000-0000-0000-000000000002".into(),
+                client_secret: Secret::new("x"),
+            },
+            RetryPolicy::default(),
+            None,
+        )
+        .expect("a client")
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().expect("a header value"));
+        }
+        h
+    }
+
+    #[test]
+    fn operation_urls_must_be_https_on_the_arm_host() {
+        let c = client("https://management.azure.com");
+        let ok = |pairs: &[(&'static str, &str)]| {
+            c.operation_url(&headers(pairs), None, "POST updateState")
+                .map_err(|e| e.to_string())
+        };
+        let op = "https://management.azure.com/subscriptions/s/providers/Microsoft.HybridNetwork/locations/eastus/operationResults/1?api-version=2023-09-01";
+        assert_eq!(ok(&[("location", op)]), Ok((PollKind::Location, op.into())));
+        assert_eq!(
+            ok(&[("azure-asyncoperation", op)]),
+            Ok((PollKind::AsyncOperation, op.into()))
+        );
+        assert_eq!(
+            ok(&[("location", op), ("azure-asyncoperation", "http://x")]),
+            Ok((PollKind::Location, op.into())),
+            "Location wins"
+        );
+        assert_eq!(
+            ok(&[("location", "HTTPS://Management.Azure.COM:443/op")]).map(|(_, u)| u),
+            Ok("https://management.azure.com/op".into())
+        );
+        assert_eq!(
+            ok(&[("location", "/subscriptions/s/op")]).map(|(_, u)| u),
+            Ok("https://management.azure.com/subscriptions/s/op".into()),
+            "a relative URL stays on the ARM host"
+        );
+        for (value, why) in [
+            (
+                "http://management.azure.com/op",
+                "uses http:// instead of https://",
+            ),
+            (
+                "https://evil.example/op",
+                "points at evil.example:443, another host",
+            ),
+            (
+                "https://management.azure.com:8443/op",
+                "points at management.azure.com:8443",
+            ),
+            (
+                "https://management.azure.com.evil.example/op",
+                "another host",
+            ),
+            ("https://management.azure.com@evil.example/op", "user info"),
+            ("https://u:p@management.azure.com/op", "user info"),
+            ("//evil.example/op", "another host"),
+            ("https://", "not a URL"),
+        ] {
+            let err = ok(&[("location", value)]).expect_err(value);
+            assert!(err.contains(why), "{value}: {err}");
+            assert!(
+                err.contains("the ARM token is only sent over https to the ARM endpoint https://management.azure.com")
+                    || why == "not a URL",
+                "{err}"
+            );
+        }
+        let long = format!("https://management.azure.com/{}", "a".repeat(9000));
+        assert!(
+            ok(&[("location", &long)])
+                .unwrap_err()
+                .contains("8 KiB limit")
+        );
+        assert!(ok(&[]).unwrap_err().contains("202 without"));
     }
 
     #[test]

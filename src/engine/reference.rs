@@ -93,20 +93,12 @@ impl fmt::Display for ImageRef {
     }
 }
 
-/// Checks `sha256:<64 lowercase hex>`; the only algorithm registries must support.
+/// Checks a digest by the OCI grammar: `sha256:` + 64 or `sha512:` + 128 lowercase hex
+/// (the one rule, [`super::digest::parse_digest`]).
 pub fn validate_digest(d: &str) -> Result<(), String> {
-    match d.split_once(':') {
-        Some(("sha256", hex))
-            if hex.len() == 64
-                && hex
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
-        {
-            Ok(())
-        }
-        Some(("sha512", hex)) if hex.len() == 128 => Ok(()),
-        _ => Err(format!("{d:?} is not a sha256 digest")),
-    }
+    super::digest::parse_digest(d)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

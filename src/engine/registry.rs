@@ -371,9 +371,12 @@ impl RegistryClient {
                                 hint: TOKEN_TOO_LARGE_HINT.into(),
                             });
                         }
-                        Err(CappedReadError::Transport(reason)) => EngineError::Connect {
+                        Err(CappedReadError::Transport(e)) => EngineError::Connect {
                             host: token_host.clone(),
-                            reason: format!("reading the token answer: {reason}"),
+                            reason: format!(
+                                "reading the token answer: {}",
+                                describe_reqwest_error(&e)
+                            ),
                         },
                     }
                 }
@@ -629,10 +632,13 @@ impl RegistryClient {
                         )),
                     });
                 }
-                Err(CappedReadError::Transport(reason)) => {
+                Err(CappedReadError::Transport(lost)) => {
                     let e = EngineError::Connect {
                         host: self.host.clone(),
-                        reason: format!("{action}: connection lost while reading: {reason}"),
+                        reason: format!(
+                            "{action}: connection lost while reading: {}",
+                            describe_reqwest_error(&lost)
+                        ),
                     };
                     if attempt < self.retry.max_attempts {
                         tokio::time::sleep(self.retry.delay(attempt, None)).await;
@@ -1151,20 +1157,29 @@ pub enum CappedReadError {
         /// The `Content-Length` the server announced, when that alone was over the limit.
         announced: Option<u64>,
     },
-    /// The connection failed while reading (the text has no URL).
-    #[error("connection lost while reading the body: {0}")]
-    Transport(String),
+    /// The connection failed (or the request timed out) while reading; shown without
+    /// the URL.
+    #[error("connection lost while reading the body: {}", describe_reqwest_error(.0))]
+    Transport(#[source] reqwest::Error),
 }
 
 /// Reads a whole response body, failing as soon as it exceeds `limit` bytes: at once when
 /// `Content-Length` announces more, else when the streamed bytes pass the limit (so an
 /// endless body costs at most `limit` bytes of memory). The one way this crate reads a
-/// body into memory from an untrusted server; `arm.rs` and `helm_repo.rs` may use it too.
+/// body into memory from an untrusted server (registries, token servers, ARM).
 pub async fn read_capped(
     resp: Response,
     limit: usize,
 ) -> std::result::Result<Bytes, CappedReadError> {
-    if let Some(announced) = resp.content_length()
+    // hyper's exact size hint comes from Content-Length; the header is read as well for
+    // bodies that carry no hint.
+    let announced = resp.content_length().or_else(|| {
+        resp.headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    });
+    if let Some(announced) = announced
         && announced > limit as u64
     {
         return Err(CappedReadError::TooLarge {
@@ -1172,13 +1187,11 @@ pub async fn read_capped(
             announced: Some(announced),
         });
     }
-    let reserve = resp
-        .content_length()
-        .map_or(0, |n| usize::try_from(n).unwrap_or(limit).min(limit));
+    let reserve = announced.map_or(0, |n| usize::try_from(n).unwrap_or(limit).min(limit));
     let mut out = Vec::with_capacity(reserve);
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| CappedReadError::Transport(describe_reqwest_error(&e)))?;
+        let chunk = chunk.map_err(CappedReadError::Transport)?;
         if out.len().saturating_add(chunk.len()) > limit {
             return Err(CappedReadError::TooLarge {
                 limit,

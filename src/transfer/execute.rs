@@ -50,6 +50,10 @@ pub struct TransferOutcome {
 /// refused because of the cache.
 const MANIFEST_TTL: Duration = Duration::from_secs(300);
 
+/// Artifacts of a manifest named in an `ArtifactNotInManifest` message (the rest are
+/// counted).
+const LISTED_IN_MESSAGE: usize = 20;
+
 type ManifestSlot = Arc<tokio::sync::Mutex<Option<(Instant, Arc<ArtifactManifest>)>>>;
 
 /// Executes transfers; shares ARM clients and credentials across them.
@@ -279,11 +283,16 @@ impl Executor {
         *cached = Some((Instant::now(), manifest.clone()));
         drop(cached);
         find(&manifest).ok_or_else(|| {
-                let listed: Vec<String> = manifest
+                // A manifest may list very many artifacts: the message names a few.
+                let mut listed: Vec<String> = manifest
                     .artifacts
                     .iter()
+                    .take(LISTED_IN_MESSAGE)
                     .map(|x| format!("{}:{} ({})", x.artifact_name, x.artifact_version, x.artifact_type))
                     .collect();
+                if manifest.artifacts.len() > LISTED_IN_MESSAGE {
+                    listed.push(format!("and {} more", manifest.artifacts.len() - LISTED_IN_MESSAGE));
+                }
                 TransferError::permanent(
                     Reason::ArtifactNotInManifest,
                     format!(
