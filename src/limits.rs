@@ -45,8 +45,9 @@ pub const MAX_BLOBS_PER_TRANSFER: usize = 16 * 1024;
 /// Child manifests of an index fetched at once while planning a copy.
 pub const MANIFEST_FETCH_CONCURRENCY: usize = 4;
 
-/// Largest token-server answer (`{"token": ...}`). oras-go's auth client reads at most
-/// 128 KiB (`maxResponseBytes`).
+/// Largest token answer: a registry token server's (`{"token": ...}`), and Entra ID's or
+/// a managed identity endpoint's (read by `azure_identity` through our capped transport).
+/// oras-go's auth client reads at most 128 KiB (`maxResponseBytes`).
 pub const MAX_TOKEN_RESPONSE_BYTES: usize = 128 * 1024;
 
 /// Largest error body read from a registry, a Helm repository or ARM to build a message.

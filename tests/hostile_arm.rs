@@ -130,6 +130,8 @@ type Script = dyn Fn(&Seen) -> Reply + Send + Sync;
 
 struct Shared {
     script: Box<Script>,
+    /// The answer to Entra token requests instead of a good token, when set.
+    token: Option<Reply>,
     seen: Mutex<Vec<Seen>>,
     /// Body bytes handed to hyper, all responses together.
     served: AtomicU64,
@@ -154,9 +156,22 @@ impl HostileArm {
         Self::start(false, Box::new(script))
     }
 
+    /// An https server whose Entra token endpoint answers `token`.
+    fn https_with_token(
+        token: Reply,
+        script: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        Self::start_with(true, Box::new(script), Some(token))
+    }
+
     fn start(tls: bool, script: Box<Script>) -> Self {
+        Self::start_with(tls, script, None)
+    }
+
+    fn start_with(tls: bool, script: Box<Script>, token: Option<Reply>) -> Self {
         let shared = Arc::new(Shared {
             script,
+            token,
             seen: Mutex::new(Vec::new()),
             served: AtomicU64::new(0),
         });
@@ -314,11 +329,13 @@ async fn respond(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         .unwrap_or_else(|p| p.into_inner())
         .push(seen.clone());
     let reply = if seen.method == "POST" && seen.path.contains("/oauth2/v2.0/token") {
-        Reply::json(
-            200,
-            json!({"token_type": "Bearer", "expires_in": 3600, "ext_expires_in": 3600,
-                   "access_token": ARM_TOKEN}),
-        )
+        shared.token.clone().unwrap_or_else(|| {
+            Reply::json(
+                200,
+                json!({"token_type": "Bearer", "expires_in": 3600, "ext_expires_in": 3600,
+                       "access_token": ARM_TOKEN}),
+            )
+        })
     } else {
         (shared.script)(&seen)
     };
@@ -533,6 +550,24 @@ fn limit_text(bytes: usize) -> String {
 }
 
 // ----- answers too large or without end ---------------------------------------------------
+
+#[test]
+fn endless_entra_token_answer_is_cut_at_the_limit() {
+    // The authority host a store names answers its token request without end: the
+    // identity library reads it through our capped transport.
+    let arm = HostileArm::https_with_token(
+        Reply::endless(200, r#"{"token_type": "Bearer", "access_token": ""#, "x"),
+        arm_manifest(manifest_answer()),
+    );
+    let err = refused(&arm, Reason::Forbidden, &["MAX_TOKEN_RESPONSE_BYTES"]);
+    assert!(arm.seen().is_empty(), "no ARM call without a token: {err}");
+    // What the kernel buffers on loopback comes on top of the 128 KiB read.
+    assert!(
+        arm.served() < 32 * MIB as u64,
+        "the endless answer was read on: {} bytes served",
+        arm.served()
+    );
+}
 
 #[test]
 fn endless_manifest_body_is_cut_at_the_limit() {

@@ -16,6 +16,7 @@ use azure_identity::{
 
 use super::error::AosmError;
 use crate::engine::Secret;
+use crate::limits::MAX_TOKEN_RESPONSE_BYTES;
 
 /// The audience of a ServiceAccount token exchanged at Entra ID for an Azure identity
 /// (what the AKS workload identity webhook projects into pods).
@@ -147,12 +148,57 @@ impl ClientAssertion for ServiceAccountAssertion {
     }
 }
 
+/// The HTTP client `azure_identity` uses: ours (system roots plus `SSL_CERT_FILE`), with
+/// every answer's body failing past [`MAX_TOKEN_RESPONSE_BYTES`]. Entra ID and managed
+/// identity endpoints answer a token in a few KiB; whatever endpoint a store names must not
+/// make the controller read without end. The reader stops at the first error.
+#[derive(Debug)]
+struct CappedTransport {
+    http: reqwest::Client,
+    limit: usize,
+}
+
+#[async_trait::async_trait]
+impl azure_core::http::HttpClient for CappedTransport {
+    async fn execute_request(
+        &self,
+        request: &azure_core::http::Request,
+    ) -> azure_core::Result<azure_core::http::AsyncRawResponse> {
+        use futures_util::StreamExt as _;
+        let (status, headers, body) = self.http.execute_request(request).await?.deconstruct();
+        let limit = self.limit;
+        let mut seen = 0usize;
+        let capped = body.map(move |chunk| {
+            let bytes = chunk?;
+            seen = seen.saturating_add(bytes.len());
+            if seen > limit {
+                return Err(azure_core::Error::with_message(
+                    azure_core::error::ErrorKind::DataConversion,
+                    format!(
+                        "the token endpoint's answer is larger than {limit} bytes (MAX_TOKEN_RESPONSE_BYTES)"
+                    ),
+                ));
+            }
+            Ok(bytes)
+        });
+        let stream: std::pin::Pin<
+            Box<dyn futures_util::Stream<Item = azure_core::Result<azure_core::Bytes>> + Send>,
+        > = Box::pin(capped);
+        Ok(azure_core::http::AsyncRawResponse::new(
+            status, headers, stream,
+        ))
+    }
+}
+
 fn client_options(authority_host: &str, http: reqwest::Client) -> ClientOptions {
     let mut custom = CustomConfiguration::default();
     custom.authority_host = authority_host.to_string();
     ClientOptions {
         cloud: Some(Arc::new(CloudConfiguration::Custom(custom))),
-        transport: Some(Transport::new(Arc::new(http))),
+        transport: Some(Transport::new(Arc::new(CappedTransport {
+            http,
+            limit: MAX_TOKEN_RESPONSE_BYTES,
+        }))),
         ..Default::default()
     }
 }
@@ -167,7 +213,7 @@ pub fn credential(
 ) -> Result<Arc<dyn TokenCredential>, AosmError> {
     let fail = |e: azure_core::Error| AosmError::Identity {
         identity: identity.describe(),
-        reason: first_line(&e.to_string()),
+        reason: describe_azure_error(&e),
     };
     let options = client_options(authority_host, http);
     Ok(match identity {
@@ -256,7 +302,7 @@ pub async fn arm_token(
                 }
                 _ => false,
             };
-            let reason = first_line(&e.to_string());
+            let reason = describe_azure_error(&e);
             Err(if transient {
                 AosmError::Connect {
                     endpoint: "Entra ID token endpoint".into(),
@@ -269,6 +315,24 @@ pub async fn arm_token(
                 }
             })
         }
+    }
+}
+
+/// One line for an `azure_core` error: its own first line and, when the cause deepest in
+/// its chain says something else (a limit of ours, a connection error), that too.
+fn describe_azure_error(e: &azure_core::Error) -> String {
+    let outer = first_line(&e.to_string());
+    let mut deepest: Option<&dyn std::error::Error> = None;
+    let mut next = std::error::Error::source(e);
+    while let Some(cause) = next {
+        deepest = Some(cause);
+        next = cause.source();
+    }
+    match deepest.map(|c| first_line(&c.to_string())) {
+        Some(cause) if !cause.is_empty() && !outer.contains(&cause) => {
+            first_line(&format!("{outer}: {cause}"))
+        }
+        _ => outer,
     }
 }
 
