@@ -719,15 +719,7 @@ impl ArmClient {
 
 /// `n` bytes for a message: `4 MiB`, `8 KiB` or `N bytes`.
 fn size(n: usize) -> String {
-    const KIB: usize = 1024;
-    const MIB: usize = 1024 * 1024;
-    if n >= MIB && n.is_multiple_of(MIB) {
-        format!("{} MiB", n / MIB)
-    } else if n >= KIB && n.is_multiple_of(KIB) {
-        format!("{} KiB", n / KIB)
-    } else {
-        format!("{n}-byte")
-    }
+    crate::engine::registry::human_bytes(n as u64)
 }
 
 /// At most `max` characters of `s`, control characters dropped, for a one-line message.
@@ -984,7 +976,7 @@ mod tests {
     fn sizes_and_short_texts() {
         assert_eq!(size(4 * 1024 * 1024), "4 MiB");
         assert_eq!(size(8 * 1024), "8 KiB");
-        assert_eq!(size(1000), "1000-byte");
+        assert_eq!(size(1000), "1000 bytes");
         assert_eq!(short("ab\ncd", 10), "abcd");
         assert_eq!(short("abcdef", 3), "abc…");
     }

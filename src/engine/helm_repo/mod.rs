@@ -41,7 +41,7 @@ use super::digest::{Hasher, sha256_digest};
 use super::error::{EngineError, Result};
 use super::files::{blob_descriptor, now_rfc3339, raw_manifest};
 use super::media;
-use super::registry::{http_client, status_error, transport_error};
+use super::registry::{http_client, human_bytes as human, status_error, transport_error};
 use crate::limits::{MAX_CHART_ARCHIVE_BYTES, MAX_HELM_INDEX_BYTES};
 use archive::inspect_chart_archive;
 use index::{IndexLookup, parse_index};
@@ -101,19 +101,6 @@ fn refused(url: &url::Url, reason: impl Into<String>) -> EngineError {
         host: host_of(url),
         action: format!("GET {}", display_url(url)),
         reason: reason.into(),
-    }
-}
-
-/// `bytes` as `N MiB` / `N KiB` when exact, else `N bytes`.
-fn human(bytes: u64) -> String {
-    const KIB: u64 = 1024;
-    const MIB: u64 = 1024 * 1024;
-    if bytes >= MIB && bytes.is_multiple_of(MIB) {
-        format!("{} MiB", bytes / MIB)
-    } else if bytes >= KIB && bytes.is_multiple_of(KIB) {
-        format!("{} KiB", bytes / KIB)
-    } else {
-        format!("{bytes} bytes")
     }
 }
 
