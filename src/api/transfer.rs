@@ -518,8 +518,8 @@ impl fmt::Display for ValidationError {
 
 impl std::error::Error for ValidationError {}
 
-/// The compiled form of a schema pattern (compiled once per pattern).
-fn re(pattern: &'static str) -> &'static Regex {
+/// The compiled form of a schema pattern (compiled once per pattern and process).
+pub(crate) fn re(pattern: &'static str) -> &'static Regex {
     static CACHE: LazyLock<Mutex<HashMap<&'static str, &'static Regex>>> =
         LazyLock::new(Default::default);
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());

@@ -219,9 +219,7 @@ fn service_account_identity(
                 format!("ServiceAccount {namespace}/{name} has no {CLIENT_ID_ANNOTATION} annotation and the store sets no identity.clientId; annotate it with the client id of the Azure identity federated with it"),
             )
         })?;
-    let guid = regex::Regex::new(crate::api::patterns::GUID)
-        .map_err(|e| TransferError::permanent(Reason::InvalidSpec, format!("GUID pattern: {e}")))?;
-    if !guid.is_match(&client_id) {
+    if !crate::api::transfer::re(crate::api::patterns::GUID).is_match(&client_id) {
         return Err(TransferError::permanent(
             Reason::InvalidSpec,
             format!(
@@ -482,6 +480,106 @@ pub fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::StoreIdentity;
+
+    const CLIENT: &str = "11111111-2222-3333-4444-555555555555";
+
+    fn spec(identity: StoreIdentity) -> ArtifactStoreSpec {
+        serde_json::from_value(serde_json::json!({
+            "subscriptionId": "00000000-0000-0000-0000-000000000000",
+            "resourceGroup": "rg", "publisher": "p", "artifactStore": "s",
+            "identity": identity,
+        }))
+        .unwrap()
+    }
+
+    fn service_account(ns: &str, name: &str, annotations: &[(&str, &str)]) -> ServiceAccount {
+        let mut sa = ServiceAccount::default();
+        sa.metadata.namespace = Some(ns.into());
+        sa.metadata.name = Some(name.into());
+        sa.metadata.annotations = Some(
+            annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        sa
+    }
+
+    fn resolve_identity(
+        identity: StoreIdentity,
+        owner: StoreOwner<'_>,
+        accounts: &[ServiceAccount],
+    ) -> Result<Identity, TransferError> {
+        let policy = TenantPolicy::default();
+        let inputs = Inputs {
+            controller_namespace: "aosm-system",
+            policy: &policy,
+            namespace_labels: None,
+            artifact_stores: &[],
+            cluster_artifact_stores: &[],
+            secrets: &[],
+            config_maps: &[],
+            service_accounts: accounts,
+        };
+        store_config(&inputs, &spec(identity), owner).map(|c| c.identity)
+    }
+
+    #[test]
+    fn a_stores_own_service_account_names_its_identity() {
+        let own = StoreIdentity {
+            service_account_name: Some("publisher".into()),
+            ..Default::default()
+        };
+        let team = StoreOwner::Namespace {
+            namespace: "team-a",
+            name: "s",
+        };
+        let annotated = service_account(
+            "team-a",
+            "publisher",
+            &[
+                (CLIENT_ID_ANNOTATION, CLIENT),
+                (TENANT_ID_ANNOTATION, "contoso.example"),
+            ],
+        );
+        assert_eq!(
+            resolve_identity(own.clone(), team, std::slice::from_ref(&annotated)).unwrap(),
+            Identity::ServiceAccount {
+                namespace: "team-a".into(),
+                name: "publisher".into(),
+                client_id: CLIENT.into(),
+                tenant_id: Some("contoso.example".into()),
+            }
+        );
+        // Another namespace's ServiceAccount of the same name is not this store's.
+        let elsewhere = service_account("team-b", "publisher", &[(CLIENT_ID_ANNOTATION, CLIENT)]);
+        let e = resolve_identity(own.clone(), team, &[elsewhere]).unwrap_err();
+        assert_eq!(e.reason, Reason::ServiceAccountNotFound, "{e}");
+        // A cluster store's ServiceAccount lives in the controller's namespace.
+        let system = service_account(
+            "aosm-system",
+            "publisher",
+            &[(CLIENT_ID_ANNOTATION, CLIENT)],
+        );
+        let cluster = StoreOwner::Cluster { name: "c" };
+        assert!(matches!(
+            resolve_identity(own.clone(), cluster, &[system]),
+            Ok(Identity::ServiceAccount { namespace, tenant_id: None, .. }) if namespace == "aosm-system"
+        ));
+        // No client id anywhere, or one that is not a GUID.
+        let bare = service_account("team-a", "publisher", &[]);
+        let e = resolve_identity(own.clone(), team, &[bare]).unwrap_err();
+        assert_eq!(e.reason, Reason::ServiceAccountNotFound, "{e}");
+        assert!(e.message.contains(CLIENT_ID_ANNOTATION), "{e}");
+        let odd = service_account("team-a", "publisher", &[(CLIENT_ID_ANNOTATION, "x/../y")]);
+        let e = resolve_identity(own, team, &[odd]).unwrap_err();
+        assert_eq!(e.reason, Reason::InvalidSpec, "{e}");
+        // The policy refuses an ambient identity before any object matters.
+        let e = resolve_identity(StoreIdentity::default(), team, &[annotated]).unwrap_err();
+        assert_eq!(e.reason, Reason::AmbientIdentityNotAllowed, "{e}");
+        assert!(resolve_identity(StoreIdentity::default(), cluster, &[]).is_ok());
+    }
 
     #[test]
     fn label_selectors() {
