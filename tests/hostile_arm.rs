@@ -4,7 +4,7 @@
 //! `MAX_ERROR_BODY_BYTES`), `listCredential`'s answer is checked before use, and the
 //! ARM token is never sent to an operation URL off the ARM endpoint's host.
 //!
-//! Each case runs the transfer core in-process against [`HostileArm`], an https server
+//! Each case runs the transfer core in-process against [`ScriptedArm`], an https server
 //! (the test CA of `support::emulator`) that also plays Entra ID (it hands out
 //! [`ARM_TOKEN`]). Every refusal is checked for its reason, one line naming the problem,
 //! no token in it, how many requests it took (a permanent refusal is never retried), and
@@ -20,40 +20,26 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aosm_artifact_operator::aosm::{Cloud, Identity};
 use aosm_artifact_operator::engine::NoProgress;
-use aosm_artifact_operator::engine::Secret;
 use aosm_artifact_operator::engine::retry::RetryPolicy;
 use aosm_artifact_operator::limits::{MAX_ARM_RESPONSE_BYTES, MAX_ERROR_BODY_BYTES};
 use aosm_artifact_operator::transfer::{
-    Executor, FileSource, Reason, Source, StoreConfig, TransferError, TransferRequest,
+    Executor, FileSource, Reason, Source, TransferError, TransferRequest,
 };
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use support::emulator::*;
+use support::scripted_arm::*;
 use support::{TestEnv, rt};
 
 trust_emulator_ca!();
 
-/// The ARM access token [`HostileArm`] hands out as Entra ID (JWT-shaped, so the
-/// harness's JWT search finds it too).
-const ARM_TOKEN: &str =
-    "eyJhbGciOiJub25lIn0.eyJzdWIiOiJob3N0aWxlLWFybS10ZXN0In0.aG9zdGlsZS1hcm0tc2lnbmF0dXJl";
-/// The service principal's secret in every store of these tests.
-const CLIENT_SECRET: &str = "hostile-arm-client-secret-value";
 /// The scoped registry token of the `listCredential` answers.
 const ACR_TOKEN: &str = "hostile-arm-acr-token-value";
-const TENANT: &str = "00000000-0000-0000-0000-0000000000ee";
-const CLIENT: &str = "00000000-0000-0000-0000-0000000000cc";
 const MANIFEST: &str = "hostile-manifest";
 const ARTIFACT: &str = "hostile-template";
 /// How the manifest GET's path ends.
@@ -66,322 +52,6 @@ const QUICK: Duration = Duration::from_secs(30);
 /// module documentation) against a ~39 MiB floor; an endless answer buffered whole passes
 /// any bound, one cut at 4 MiB stays well under this one.
 const RSS_BOUND_KIB: u64 = 56 * 1024;
-
-// ----- the hostile server ---------------------------------------------------------------
-
-/// One request the server saw.
-#[derive(Clone, Debug)]
-struct Seen {
-    method: String,
-    /// Path and query.
-    path: String,
-    authorization: Option<String>,
-}
-
-/// A body to send.
-#[derive(Clone)]
-enum Payload {
-    /// These bytes, with `Content-Length`.
-    Fixed(Bytes),
-    /// These bytes in 64 KiB pieces, without `Content-Length` (chunked).
-    Chunked(Bytes),
-    /// `prefix`, then `chunk` again and again, without end.
-    Endless { prefix: Bytes, chunk: Bytes },
-}
-
-/// What the server answers to one request.
-#[derive(Clone)]
-struct Reply {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    payload: Payload,
-}
-
-impl Reply {
-    fn json(status: u16, v: Value) -> Self {
-        Reply {
-            status,
-            headers: vec![("content-type", "application/json".into())],
-            payload: Payload::Fixed(Bytes::from(v.to_string())),
-        }
-    }
-
-    fn empty(status: u16, headers: Vec<(&'static str, String)>) -> Self {
-        Reply {
-            status,
-            headers,
-            payload: Payload::Fixed(Bytes::new()),
-        }
-    }
-
-    fn endless(status: u16, prefix: &str, chunk: &str) -> Self {
-        Reply {
-            status,
-            headers: vec![("content-type", "application/json".into())],
-            payload: Payload::Endless {
-                prefix: Bytes::from(prefix.to_string()),
-                chunk: Bytes::from(chunk.to_string()),
-            },
-        }
-    }
-}
-
-type Script = dyn Fn(&Seen) -> Reply + Send + Sync;
-
-struct Shared {
-    script: Box<Script>,
-    /// The answer to Entra token requests instead of a good token, when set.
-    token: Option<Reply>,
-    seen: Mutex<Vec<Seen>>,
-    /// Body bytes handed to hyper, all responses together.
-    served: AtomicU64,
-}
-
-/// An in-process server (https with the test CA's certificate for 127.0.0.1 and
-/// localhost, or plain http) answering Entra token requests itself and everything else
-/// with its script; records every request. Stopped on drop.
-struct HostileArm {
-    addr: SocketAddr,
-    tls: bool,
-    shared: Arc<Shared>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl HostileArm {
-    fn https(script: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Self {
-        Self::start(true, Box::new(script))
-    }
-
-    fn plain(script: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Self {
-        Self::start(false, Box::new(script))
-    }
-
-    /// An https server whose Entra token endpoint answers `token`.
-    fn https_with_token(
-        token: Reply,
-        script: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
-    ) -> Self {
-        Self::start_with(true, Box::new(script), Some(token))
-    }
-
-    fn start(tls: bool, script: Box<Script>) -> Self {
-        Self::start_with(tls, script, None)
-    }
-
-    fn start_with(tls: bool, script: Box<Script>, token: Option<Reply>) -> Self {
-        let shared = Arc::new(Shared {
-            script,
-            token,
-            seen: Mutex::new(Vec::new()),
-            served: AtomicU64::new(0),
-        });
-        let listener = rt::block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind the hostile server");
-        let addr = listener.local_addr().expect("local address");
-        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
-        let app = axum::Router::new()
-            .fallback(respond)
-            .with_state(shared.clone());
-        let acceptor = tls.then(tls_acceptor);
-        rt::runtime().spawn(async move {
-            loop {
-                let stream = tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => stream,
-                        Err(_) => continue,
-                    },
-                    _ = &mut rx => return,
-                };
-                let (acceptor, app) = (acceptor.clone(), app.clone());
-                tokio::spawn(async move {
-                    let service = hyper_util::service::TowerToHyperService::new(app);
-                    let http = hyper::server::conn::http1::Builder::new();
-                    // An endless body ends with the connection (the client drops it).
-                    match acceptor {
-                        Some(acceptor) => {
-                            if let Ok(tls) = acceptor.accept(stream).await {
-                                let _ = http
-                                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                                    .await;
-                            }
-                        }
-                        None => {
-                            let _ = http
-                                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                                .await;
-                        }
-                    }
-                });
-            }
-        });
-        HostileArm {
-            addr,
-            tls,
-            shared,
-            shutdown: Some(tx),
-        }
-    }
-
-    /// `https://127.0.0.1:PORT` (or `http://`).
-    fn url(&self) -> String {
-        let scheme = if self.tls { "https" } else { "http" };
-        format!("{scheme}://{}", self.addr)
-    }
-
-    fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    /// Requests seen, Entra token requests left out.
-    fn seen(&self) -> Vec<Seen> {
-        self.shared
-            .seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|s| !s.path.contains("/oauth2/"))
-            .cloned()
-            .collect()
-    }
-
-    /// Requests seen whose path (query left out) ends with `suffix`.
-    fn count(&self, suffix: &str) -> usize {
-        self.seen()
-            .iter()
-            .filter(|s| {
-                s.path
-                    .split('?')
-                    .next()
-                    .unwrap_or_default()
-                    .ends_with(suffix)
-            })
-            .count()
-    }
-
-    fn served(&self) -> u64 {
-        self.shared.served.load(Ordering::Relaxed)
-    }
-
-    /// A store whose ARM endpoint and authority host are this server.
-    fn store(&self) -> StoreConfig {
-        StoreConfig {
-            id: store_id(PUBLISHER, STORE),
-            cloud: Cloud::AzurePublic,
-            arm_endpoint: Some(self.url()),
-            authority_host: Some(self.url()),
-            api_version: V2023.into(),
-            identity: Identity::ClientSecret {
-                tenant_id: TENANT.into(),
-                client_id: CLIENT.into(),
-                client_secret: Secret::new(CLIENT_SECRET),
-            },
-        }
-    }
-}
-
-impl Drop for HostileArm {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
-    use tokio_rustls::rustls;
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
-    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-    let pki = test_ca().ca_pem.parent().expect("the PKI directory");
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pki.join("server.pem"))
-        .expect("server.pem")
-        .collect::<Result<_, _>>()
-        .expect("server certificates");
-    let key = PrivateKeyDer::from_pem_file(pki.join("server.key")).expect("server.key");
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("TLS versions")
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .expect("server certificate");
-    tokio_rustls::TlsAcceptor::from(Arc::new(config))
-}
-
-async fn respond(State(shared): State<Arc<Shared>>, req: Request) -> Response {
-    let seen = Seen {
-        method: req.method().to_string(),
-        path: req
-            .uri()
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or_default(),
-        authorization: req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
-    };
-    shared
-        .seen
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(seen.clone());
-    let reply = if seen.method == "POST" && seen.path.contains("/oauth2/v2.0/token") {
-        shared.token.clone().unwrap_or_else(|| {
-            Reply::json(
-                200,
-                json!({"token_type": "Bearer", "expires_in": 3600, "ext_expires_in": 3600,
-                       "access_token": ARM_TOKEN}),
-            )
-        })
-    } else {
-        (shared.script)(&seen)
-    };
-    let mut builder = Response::builder().status(StatusCode::from_u16(reply.status).unwrap());
-    for (name, value) in &reply.headers {
-        builder = builder.header(
-            HeaderName::from_static(name),
-            HeaderValue::from_str(value).unwrap(),
-        );
-    }
-    let body = match reply.payload {
-        Payload::Fixed(bytes) => {
-            shared
-                .served
-                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            Body::from(bytes)
-        }
-        Payload::Chunked(bytes) => {
-            let pieces: Vec<Result<Bytes, std::io::Error>> = (0..bytes.len())
-                .step_by(64 * 1024)
-                .map(|at| Ok(bytes.slice(at..(at + 64 * 1024).min(bytes.len()))))
-                .collect();
-            let counter = shared.clone();
-            Body::from_stream(futures_util::StreamExt::inspect(
-                futures_util::stream::iter(pieces),
-                move |piece| {
-                    if let Ok(p) = piece {
-                        counter.served.fetch_add(p.len() as u64, Ordering::Relaxed);
-                    }
-                },
-            ))
-        }
-        Payload::Endless { prefix, chunk } => {
-            let counter = shared.clone();
-            let stream = futures_util::stream::unfold(true, move |first| {
-                let next = if first { prefix.clone() } else { chunk.clone() };
-                counter
-                    .served
-                    .fetch_add(next.len() as u64, Ordering::Relaxed);
-                async move { Some((Ok::<_, std::io::Error>(next), false)) }
-            });
-            Body::from_stream(stream)
-        }
-    };
-    builder.body(body).unwrap()
-}
 
 // ----- what a well-behaved ARM answers ---------------------------------------------------
 
@@ -476,11 +146,16 @@ fn template() -> Source {
 /// Pushes a template into `arm`'s store and expects it to fail with `reason` quickly;
 /// checks the message is one line without a secret or token and contains `needles`.
 #[track_caller]
-fn refused(arm: &HostileArm, reason: Reason, needles: &[&str]) -> TransferError {
+fn refused(arm: &ScriptedArm, reason: Reason, needles: &[&str]) -> TransferError {
     let exec = executor();
     let request = push(
         template(),
-        store_artifact(arm.store(), MANIFEST, ARTIFACT, "1.0.0"),
+        store_artifact(
+            arm.store_at(store_id(PUBLISHER, STORE), V2023),
+            MANIFEST,
+            ARTIFACT,
+            "1.0.0",
+        ),
     );
     let started = Instant::now();
     check_refusal(push_bounded(&exec, &request), started, reason, needles)
@@ -526,7 +201,7 @@ fn check_refusal(
 
 /// Every ARM request `arm` saw carried our bearer token (so a listener that saw none
 /// was not sent it).
-fn assert_arm_saw_the_token(arm: &HostileArm) {
+fn assert_arm_saw_the_token(arm: &ScriptedArm) {
     let seen = arm.seen();
     assert!(!seen.is_empty(), "the ARM server saw no request");
     let bearer = format!("Bearer {ARM_TOKEN}");
@@ -555,7 +230,7 @@ fn limit_text(bytes: usize) -> String {
 fn endless_entra_token_answer_is_cut_at_the_limit() {
     // The authority host a store names answers its token request without end: the
     // identity library reads it through our capped transport.
-    let arm = HostileArm::https_with_token(
+    let arm = ScriptedArm::https_with_token(
         Reply::endless(200, r#"{"token_type": "Bearer", "access_token": ""#, "x"),
         arm_manifest(manifest_answer()),
     );
@@ -571,7 +246,7 @@ fn endless_entra_token_answer_is_cut_at_the_limit() {
 
 #[test]
 fn endless_manifest_body_is_cut_at_the_limit() {
-    let arm = HostileArm::https(arm_manifest(endless_manifest(200)));
+    let arm = ScriptedArm::https(arm_manifest(endless_manifest(200)));
     refused(
         &arm,
         Reason::TransferFailed,
@@ -597,7 +272,7 @@ fn endless_manifest_body_is_cut_at_the_limit() {
 fn manifest_of_5_mib_announced_by_content_length_is_refused_unread() {
     let body = big_manifest(5 * MIB);
     let len = body.len();
-    let arm = HostileArm::https(arm_manifest(Reply {
+    let arm = ScriptedArm::https(arm_manifest(Reply {
         status: 200,
         headers: vec![("content-type", "application/json".into())],
         payload: Payload::Fixed(body),
@@ -617,7 +292,7 @@ fn manifest_of_5_mib_announced_by_content_length_is_refused_unread() {
 
 #[test]
 fn manifest_of_5_mib_without_content_length_is_cut_at_the_limit() {
-    let arm = HostileArm::https(arm_manifest(Reply {
+    let arm = ScriptedArm::https(arm_manifest(Reply {
         status: 200,
         headers: vec![("content-type", "application/json".into())],
         payload: Payload::Chunked(big_manifest(5 * MIB)),
@@ -640,7 +315,7 @@ fn manifest_just_under_the_limit_is_read() {
     // The control of the two cases above: a valid answer below the limit is used.
     let body = big_manifest(MAX_ARM_RESPONSE_BYTES - 64 * 1024);
     assert!(body.len() < MAX_ARM_RESPONSE_BYTES);
-    let arm = HostileArm::https(arm_manifest(Reply {
+    let arm = ScriptedArm::https(arm_manifest(Reply {
         status: 200,
         headers: vec![("content-type", "application/json".into())],
         payload: Payload::Chunked(body),
@@ -658,7 +333,7 @@ fn manifest_just_under_the_limit_is_read() {
 
 #[test]
 fn endless_403_error_body_is_cut_and_the_status_decides() {
-    let arm = HostileArm::https(arm_manifest(Reply::endless(
+    let arm = ScriptedArm::https(arm_manifest(Reply::endless(
         403,
         r#"{"error": {"code": "AuthorizationFailed", "message": ""#,
         "denied and denied again ",
@@ -679,7 +354,7 @@ fn endless_403_error_body_is_cut_and_the_status_decides() {
 fn endless_503_error_body_is_cut_and_retried_a_bounded_number_of_times() {
     // A 5xx stays transient (a proxy's large error page is common): each attempt reads at
     // most the error-body limit, and the attempts are those of the retry policy.
-    let arm = HostileArm::https(arm_manifest(Reply::endless(
+    let arm = ScriptedArm::https(arm_manifest(Reply::endless(
         503,
         "<html><body>",
         "Service Unavailable ",
@@ -701,7 +376,7 @@ fn endless_503_error_body_is_cut_and_retried_a_bounded_number_of_times() {
 
 #[test]
 fn endless_list_credential_body_is_cut_at_the_limit() {
-    let arm = HostileArm::https(arm_with(Reply::endless(
+    let arm = ScriptedArm::https(arm_with(Reply::endless(
         200,
         r#"{"credentialType": "AzureContainerRegistryScopedToken", "repositories": ["#,
         r#""hostile-template","#,
@@ -722,7 +397,7 @@ fn endless_list_credential_body_is_cut_at_the_limit() {
 
 #[test]
 fn list_credential_with_a_path_in_acr_server_url_is_refused() {
-    let arm = HostileArm::https(arm_with(credential(
+    let arm = ScriptedArm::https(arm_with(credential(
         "https://evil.example/path?x",
         ACR_TOKEN,
     )));
@@ -739,7 +414,7 @@ fn list_credential_with_a_path_in_acr_server_url_is_refused() {
 
 #[test]
 fn list_credential_with_a_plain_http_acr_server_url_is_refused() {
-    let arm = HostileArm::https(arm_with(credential("http://myacr.azurecr.io", ACR_TOKEN)));
+    let arm = ScriptedArm::https(arm_with(credential("http://myacr.azurecr.io", ACR_TOKEN)));
     refused(
         &arm,
         Reason::TransferFailed,
@@ -749,7 +424,7 @@ fn list_credential_with_a_plain_http_acr_server_url_is_refused() {
 
 #[test]
 fn list_credential_with_an_empty_token_is_refused() {
-    let arm = HostileArm::https(arm_with(credential("myacr.azurecr.io", "")));
+    let arm = ScriptedArm::https(arm_with(credential("myacr.azurecr.io", "")));
     refused(
         &arm,
         Reason::TransferFailed,
@@ -760,7 +435,7 @@ fn list_credential_with_an_empty_token_is_refused() {
 #[test]
 fn list_credential_with_an_oversized_token_is_refused_without_quoting_it() {
     let token = format!("{ACR_TOKEN}-{}", "x".repeat(9000));
-    let arm = HostileArm::https(arm_with(credential("myacr.azurecr.io", &token)));
+    let arm = ScriptedArm::https(arm_with(credential("myacr.azurecr.io", &token)));
     let err = refused(
         &arm,
         Reason::TransferFailed,
@@ -776,7 +451,7 @@ fn list_credential_with_an_oversized_token_is_refused_without_quoting_it() {
 #[test]
 fn list_credential_with_a_malformed_answer_quotes_none_of_it() {
     // A type error in the answer: serde would quote the offending value (the token).
-    let arm = HostileArm::https(arm_with(Reply::json(
+    let arm = ScriptedArm::https(arm_with(Reply::json(
         200,
         json!({"credentialType": "AzureContainerRegistryScopedToken",
                "acrServerUrl": "myacr.azurecr.io", "username": MANIFEST,
@@ -797,9 +472,9 @@ fn list_credential_with_a_malformed_answer_quotes_none_of_it() {
 fn update_state_arm(
     headers: Vec<(&'static str, String)>,
     poll: impl Fn(usize) -> Reply + Send + Sync + 'static,
-) -> HostileArm {
+) -> ScriptedArm {
     let polls = AtomicU64::new(0);
-    HostileArm::https(move |seen: &Seen| {
+    ScriptedArm::https(move |seen: &Seen| {
         let path = seen.path.split('?').next().unwrap_or_default();
         if path.ends_with("/updateState") {
             Reply::empty(202, headers.clone())
@@ -812,23 +487,23 @@ fn update_state_arm(
 }
 
 /// `mark_uploaded` of [`MANIFEST`] in `arm`'s store.
-fn mark_uploaded(arm: &HostileArm) -> Result<(), TransferError> {
+fn mark_uploaded(arm: &ScriptedArm) -> Result<(), TransferError> {
     let exec: Executor = executor();
-    bounded(exec.mark_uploaded(&arm.store(), MANIFEST))
+    bounded(exec.mark_uploaded(&arm.store_at(store_id(PUBLISHER, STORE), V2023), MANIFEST))
 }
 
 /// A listener that records what reaches it (and answers 200 `{}`).
-fn recorder(tls: bool) -> HostileArm {
+fn recorder(tls: bool) -> ScriptedArm {
     let ok = |_: &Seen| Reply::json(200, json!({}));
     if tls {
-        HostileArm::https(ok)
+        ScriptedArm::https(ok)
     } else {
-        HostileArm::plain(ok)
+        ScriptedArm::plain(ok)
     }
 }
 
 #[track_caller]
-fn assert_untouched(recorder: &HostileArm) {
+fn assert_untouched(recorder: &ScriptedArm) {
     let seen = recorder.seen();
     assert!(
         seen.iter().all(|s| s.authorization.is_none()),
@@ -944,11 +619,16 @@ fn update_state_refuses_a_second_location_on_another_host() {
 fn a_redirect_to_another_host_does_not_carry_the_arm_token() {
     let other = recorder(true);
     let target = format!("https://localhost:{}/elsewhere", other.port());
-    let arm = HostileArm::https(arm_manifest(Reply::empty(307, vec![("location", target)])));
+    let arm = ScriptedArm::https(arm_manifest(Reply::empty(307, vec![("location", target)])));
     let exec = executor();
     let request = push(
         template(),
-        store_artifact(arm.store(), MANIFEST, ARTIFACT, "1.0.0"),
+        store_artifact(
+            arm.store_at(store_id(PUBLISHER, STORE), V2023),
+            MANIFEST,
+            ARTIFACT,
+            "1.0.0",
+        ),
     );
     // The redirect is followed (reqwest's policy), without the Authorization header; the
     // other host's `{}` lists no artifact.
@@ -970,7 +650,7 @@ fn a_redirect_to_another_host_does_not_carry_the_arm_token() {
 fn update_state_follows_a_location_on_the_arm_host() {
     let arm = Arc::new(Mutex::new(None::<String>));
     let url = arm.clone();
-    let server = HostileArm::https(move |seen: &Seen| {
+    let server = ScriptedArm::https(move |seen: &Seen| {
         let base = url.lock().unwrap().clone().unwrap_or_default();
         let path = seen.path.split('?').next().unwrap_or_default().to_string();
         if path.ends_with("/updateState") {
@@ -1047,7 +727,7 @@ fn update_state_reports_a_failed_azure_async_operation() {
 
 #[test]
 fn transfer_file_against_an_endless_manifest_stays_in_bounded_memory() {
-    let arm = HostileArm::https(arm_manifest(endless_manifest(200)));
+    let arm = ScriptedArm::https(arm_manifest(endless_manifest(200)));
     let env = TestEnv::new();
     let file = env.write(
         "transfer.yaml",

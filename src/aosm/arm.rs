@@ -57,28 +57,43 @@ pub struct StoreId {
 }
 
 impl StoreId {
-    /// ARM resource path of the store.
+    /// ARM resource path of the store, every name percent-encoded as a path segment.
     pub fn path(&self) -> String {
         format!(
             "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.HybridNetwork/publishers/{}/artifactStores/{}",
-            self.subscription_id, self.resource_group, self.publisher, self.artifact_store
+            segment(&self.subscription_id),
+            segment(&self.resource_group),
+            segment(&self.publisher),
+            segment(&self.artifact_store)
         )
     }
 
     /// ARM resource path of a manifest in the store.
     pub fn manifest_path(&self, manifest: &str) -> String {
-        format!("{}/artifactManifests/{manifest}", self.path())
+        format!("{}/artifactManifests/{}", self.path(), segment(manifest))
     }
 }
 
+/// Characters kept as they are in a path segment (RFC 3986 unreserved); every other byte
+/// is percent-encoded, so a name can never add a segment, a query or a fragment.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `name` as one percent-encoded path segment.
+fn segment(name: &str) -> String {
+    percent_encoding::utf8_percent_encode(name, SEGMENT).to_string()
+}
+
 /// An artifact listed in a manifest.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManifestArtifact {
     /// Artifact (repository) name.
     pub artifact_name: String,
-    /// OCIArtifact | ArmTemplate | ImageFile | VhdImageFile | Unknown.
-    #[serde(default)]
+    /// OCIArtifact | ArmTemplate | ImageFile | VhdImageFile | Unknown, or a value a later
+    /// api-version adds (kept as ARM sent it; empty when absent).
     pub artifact_type: String,
     /// Version (tag).
     pub artifact_version: String,
@@ -87,10 +102,34 @@ pub struct ManifestArtifact {
 /// The parts of an artifact manifest we use.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArtifactManifest {
-    /// Artifacts it lists.
+    /// The usable artifacts it lists: entries with a name and a version of bounded length.
     pub artifacts: Vec<ManifestArtifact>,
-    /// Unknown | Uploading | Uploaded | Validating | ValidationFailed | Succeeded.
+    /// Entries left out of `artifacts` (no name or version, a field of another type, an
+    /// oversized or control-character value): they cannot be the artifact transferred.
+    pub ignored: usize,
+    /// Unknown | Uploading | Uploaded | Validating | ValidationFailed | Succeeded, or a
+    /// value a later api-version adds.
     pub state: String,
+}
+
+impl ManifestArtifact {
+    /// The entry of one `properties.artifacts` item, `None` when it is not usable: the
+    /// name or version missing, empty, not a string, too long or holding control
+    /// characters. An absent or odd `artifactType` leaves the type empty (a transfer then
+    /// judges it); it never makes the whole manifest unreadable.
+    fn from_json(item: &serde_json::Value) -> Option<Self> {
+        let text = |field: &str, max: usize| {
+            item.get(field)
+                .and_then(serde_json::Value::as_str)
+                .filter(|v| !v.is_empty() && v.len() <= max && !v.chars().any(char::is_control))
+                .map(str::to_string)
+        };
+        Some(ManifestArtifact {
+            artifact_name: text("artifactName", MAX_ARTIFACT_NAME_BYTES)?,
+            artifact_version: text("artifactVersion", MAX_ARTIFACT_VERSION_BYTES)?,
+            artifact_type: text("artifactType", MAX_NAME_BYTES).unwrap_or_default(),
+        })
+    }
 }
 
 /// A scoped registry credential from `listCredential`.
@@ -108,30 +147,48 @@ pub struct AcrCredential {
     pub expiry: jiff::Timestamp,
 }
 
+/// The repository a transfer uses in the store's registry, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepositoryChoice {
+    /// Repository path (no registry host).
+    pub name: String,
+    /// True when an entry of the credential's `repositories` named it; false when the
+    /// credential named none for the artifact and `<artifact>` is tried (what `az aosm`
+    /// always does), leaving the registry to decide.
+    pub from_credential: bool,
+}
+
 impl AcrCredential {
-    /// The repository for `artifact`: `<artifact>` or, from api-version 2025-03-30,
-    /// `<manifest>/<artifact>` — whichever the credential grants.
-    pub fn repository_for(&self, manifest: &str, artifact: &str) -> Option<String> {
-        let nested = format!(
-            "{}/{}",
-            manifest.to_ascii_lowercase(),
-            artifact.to_ascii_lowercase()
-        );
+    /// The repository for `artifact`. `repositories` is a hint: every official
+    /// `listCredential` example answers `[""]`, and `az aosm` pushes to `<artifact>`
+    /// without reading it. An entry that names the artifact is used — `<artifact>`, then
+    /// `<manifest>/<artifact>` (manifests created with api-version 2025-03-30), then any
+    /// `<prefix>/<artifact>` — blank entries are ignored, and otherwise `<artifact>`.
+    pub fn repository_for(&self, manifest: &str, artifact: &str) -> RepositoryChoice {
         let artifact_lc = artifact.to_ascii_lowercase();
-        self.repositories
+        let nested = format!("{}/{artifact_lc}", manifest.to_ascii_lowercase());
+        let suffix = format!("/{artifact_lc}");
+        let listed: Vec<(&String, String)> = self
+            .repositories
             .iter()
-            .find(|r| r.to_ascii_lowercase() == artifact_lc)
-            .or_else(|| {
-                self.repositories
-                    .iter()
-                    .find(|r| r.to_ascii_lowercase() == nested)
-            })
-            .or_else(|| {
-                self.repositories
-                    .iter()
-                    .find(|r| r.to_ascii_lowercase().ends_with(&format!("/{artifact_lc}")))
-            })
-            .cloned()
+            .filter(|r| !r.trim().is_empty())
+            .map(|r| (r, r.to_ascii_lowercase()))
+            .collect();
+        let found = listed
+            .iter()
+            .find(|(_, lc)| *lc == artifact_lc)
+            .or_else(|| listed.iter().find(|(_, lc)| *lc == nested))
+            .or_else(|| listed.iter().find(|(_, lc)| lc.ends_with(&suffix)));
+        match found {
+            Some((name, _)) => RepositoryChoice {
+                name: (*name).clone(),
+                from_credential: true,
+            },
+            None => RepositoryChoice {
+                name: artifact.to_string(),
+                from_credential: false,
+            },
+        }
     }
 }
 
@@ -204,8 +261,19 @@ pub struct ArmClient {
     arm_scope: String,
     api_version: String,
     identity: Identity,
-    credential: Arc<dyn TokenCredential>,
+    /// The token credential; replaced by a fresh one (an empty token cache) when ARM
+    /// answers 401 to a token the credential still thought valid.
+    credential: std::sync::Mutex<Arc<dyn TokenCredential>>,
+    /// What a fresh credential is built from.
+    renew: CredentialInputs,
     retry: RetryPolicy,
+}
+
+/// The inputs of [`super::identity::credential`], kept to build a fresh credential.
+struct CredentialInputs {
+    authority_host: String,
+    http: reqwest::Client,
+    tokens: Option<Arc<dyn super::identity::ServiceAccountTokens>>,
 }
 
 impl std::fmt::Debug for ArmClient {
@@ -249,15 +317,41 @@ impl ArmClient {
             tokens,
         )?;
         Ok(Self {
+            renew: CredentialInputs {
+                authority_host: endpoints.authority_host.clone(),
+                http: http.clone(),
+                tokens: tokens.cloned(),
+            },
             http,
             arm_endpoint: endpoints.arm_endpoint.clone(),
             arm_base,
             arm_scope: endpoints.arm_scope.clone(),
             api_version: api_version.to_string(),
             identity,
-            credential,
+            credential: std::sync::Mutex::new(credential),
             retry,
         })
+    }
+
+    /// The current token credential.
+    fn credential(&self) -> Arc<dyn TokenCredential> {
+        self.credential
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the token credential with a fresh one, so the next call asks Entra ID for
+    /// a new ARM token instead of reusing the one ARM refused.
+    fn renew_credential(&self) -> Result<(), AosmError> {
+        let fresh = super::identity::credential(
+            &self.identity,
+            &self.renew.authority_host,
+            self.renew.http.clone(),
+            self.renew.tokens.as_ref(),
+        )?;
+        *self.credential.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
     }
 
     fn url(&self, path: &str) -> String {
@@ -267,7 +361,10 @@ impl ArmClient {
         )
     }
 
-    /// One ARM call with the bearer token, retrying throttling and transient failures.
+    /// One ARM call with the bearer token, retrying throttling and transient failures
+    /// (429, 5xx, 408, and 409: another operation on the resource is in progress). A 401
+    /// (the token expired, or ARM's clock is ahead of ours) is retried at once with a
+    /// token from a fresh credential, then with backoff like the others.
     /// The answer's body is read here, bounded in size and (with the request) in time.
     async fn call(
         &self,
@@ -278,12 +375,20 @@ impl ArmClient {
         resource: &str,
     ) -> Result<Answer, AosmError> {
         let mut attempt = 0;
+        let mut renewed = false;
         loop {
             attempt += 1;
             let err = match self.attempt(&method, url, body, action, resource).await {
                 Ok(answer) => return Ok(answer),
                 Err(e) => e,
             };
+            if matches!(err, AosmError::Transient { status: 401, .. }) && !renewed {
+                renewed = true;
+                tracing::debug!(action, "ARM answered 401: asking for a fresh token");
+                self.renew_credential()?;
+                attempt -= 1;
+                continue;
+            }
             if !err.is_transient() || attempt >= self.retry.max_attempts {
                 return Err(err);
             }
@@ -302,7 +407,8 @@ impl ArmClient {
         action: &str,
         resource: &str,
     ) -> Result<Answer, AosmError> {
-        let token = arm_token(self.credential.as_ref(), &self.identity, &self.arm_scope).await?;
+        let credential = self.credential();
+        let token = arm_token(credential.as_ref(), &self.identity, &self.arm_scope).await?;
         let mut req = self
             .http
             .request(method.clone(), url)
@@ -404,13 +510,18 @@ impl ArmClient {
                 code,
                 message,
             },
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => AosmError::Forbidden {
+            StatusCode::FORBIDDEN => AosmError::Forbidden {
                 action: action.to_string(),
                 resource: resource.to_string(),
                 code,
                 message,
             },
-            s if s == StatusCode::TOO_MANY_REQUESTS
+            // 401: the token expired or is not yet valid for ARM (clock skew): a fresh
+            // token, then backoff. 409: another operation on the resource (a manifest
+            // being created or updated) is in progress: it ends on its own.
+            s if s == StatusCode::UNAUTHORIZED
+                || s == StatusCode::CONFLICT
+                || s == StatusCode::TOO_MANY_REQUESTS
                 || s == StatusCode::REQUEST_TIMEOUT
                 || s.is_server_error() =>
             {
@@ -464,41 +575,36 @@ impl ArmClient {
         #[serde(rename_all = "camelCase")]
         struct Props {
             #[serde(default)]
-            artifacts: Vec<ManifestArtifact>,
+            artifacts: Option<Vec<serde_json::Value>>,
             #[serde(default)]
-            artifact_manifest_state: Option<String>,
+            artifact_manifest_state: Option<serde_json::Value>,
         }
         let a: ManifestAnswer = parse_json(&answer.body, action)?;
-        for (i, x) in a.properties.artifacts.iter().enumerate() {
-            let field = |name: &str| format!("artifacts[{i}].{name}");
-            required(action, &field("artifactName"), &x.artifact_name)?;
-            text_field(
-                action,
-                &field("artifactName"),
-                &x.artifact_name,
-                MAX_ARTIFACT_NAME_BYTES,
-            )?;
-            text_field(
-                action,
-                &field("artifactType"),
-                &x.artifact_type,
-                MAX_NAME_BYTES,
-            )?;
-            required(action, &field("artifactVersion"), &x.artifact_version)?;
-            text_field(
-                action,
-                &field("artifactVersion"),
-                &x.artifact_version,
-                MAX_ARTIFACT_VERSION_BYTES,
-            )?;
+        let entries = a.properties.artifacts.unwrap_or_default();
+        let artifacts: Vec<ManifestArtifact> = entries
+            .iter()
+            .filter_map(ManifestArtifact::from_json)
+            .collect();
+        let ignored = entries.len() - artifacts.len();
+        if ignored > 0 {
+            tracing::debug!(
+                manifest,
+                ignored,
+                "manifest entries without a usable name and version left out"
+            );
         }
+        // A state this client does not know (a later api-version's) is kept as it came.
         let state = a
             .properties
             .artifact_manifest_state
-            .unwrap_or_else(|| "Unknown".into());
+            .as_ref()
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("Unknown")
+            .to_string();
         text_field(action, "artifactManifestState", &state, MAX_NAME_BYTES)?;
         Ok(ArtifactManifest {
-            artifacts: a.properties.artifacts,
+            artifacts,
+            ignored,
             state,
         })
     }
@@ -552,10 +658,14 @@ impl ArmClient {
             token.expose(),
             MAX_CREDENTIAL_TOKEN_BYTES,
         )?;
+        // Blank entries are what the official examples answer: ignored, not refused.
         for (i, r) in a.repositories.iter().enumerate() {
-            let field = format!("repositories[{i}]");
-            required(action, &field, r)?;
-            text_field(action, &field, r, MAX_ARTIFACT_NAME_BYTES)?;
+            text_field(
+                action,
+                &format!("repositories[{i}]"),
+                r,
+                MAX_ARTIFACT_NAME_BYTES,
+            )?;
         }
         let expiry = a.expiry.ok_or_else(|| missing("expiry"))?;
         text_field(action, "expiry", &expiry, MAX_NAME_BYTES)?;
@@ -880,18 +990,80 @@ mod tests {
     }
 
     #[test]
-    fn repository_resolution_old_and_new_naming() {
+    fn repositories_are_a_hint_with_artifact_as_the_fallback() {
+        let pick = |repos: &[&str], manifest: &str, artifact: &str| {
+            let c = cred(repos).repository_for(manifest, artifact);
+            (c.name, c.from_credential)
+        };
+        // An entry naming the artifact: as it is, under the manifest (manifests created
+        // with 2025-03-30), or under another prefix.
+        assert_eq!(pick(&["cnf"], "Mf", "cnf"), ("cnf".into(), true));
         assert_eq!(
-            cred(&["cnf"]).repository_for("Mf", "cnf").as_deref(),
-            Some("cnf")
+            pick(&["mf/other", "mf/cnf"], "Mf", "cnf"),
+            ("mf/cnf".into(), true)
         );
         assert_eq!(
-            cred(&["mf/cnf", "mf/other"])
-                .repository_for("Mf", "cnf")
-                .as_deref(),
-            Some("mf/cnf")
+            pick(&["mf/cnf", "cnf"], "mf", "cnf"),
+            ("cnf".into(), true),
+            "<artifact> first"
         );
-        assert_eq!(cred(&["cnf2"]).repository_for("mf", "cnf"), None);
+        assert_eq!(pick(&["x/cnf"], "mf", "cnf"), ("x/cnf".into(), true));
+        assert_eq!(pick(&["CNF"], "mf", "cnf"), ("CNF".into(), true));
+        // What every official example answers, nothing, blanks, or other artifacts only:
+        // `<artifact>`, as `az aosm` pushes, and the registry decides.
+        for repos in [
+            &[""][..],
+            &[],
+            &["", "  "],
+            &["cnf2"],
+            &["mf/cnf2", "cnf-x"],
+        ] {
+            assert_eq!(pick(repos, "mf", "cnf"), ("cnf".into(), false), "{repos:?}");
+        }
+    }
+
+    #[test]
+    fn manifest_entries_are_read_one_by_one() {
+        let entry = |v: serde_json::Value| ManifestArtifact::from_json(&v);
+        assert_eq!(
+            entry(
+                serde_json::json!({"artifactName": "a", "artifactType": "OCIArtifact", "artifactVersion": "1.0.0"})
+            ),
+            Some(ManifestArtifact {
+                artifact_name: "a".into(),
+                artifact_type: "OCIArtifact".into(),
+                artifact_version: "1.0.0".into(),
+            })
+        );
+        // An unknown type is kept; a missing or odd one is left empty.
+        let t = |v| entry(v).map(|a| a.artifact_type);
+        assert_eq!(
+            t(
+                serde_json::json!({"artifactName": "a", "artifactType": "HelmPackage", "artifactVersion": "v1"})
+            ),
+            Some("HelmPackage".into())
+        );
+        assert_eq!(
+            t(serde_json::json!({"artifactName": "a", "artifactVersion": "1"})),
+            Some(String::new())
+        );
+        assert_eq!(
+            t(serde_json::json!({"artifactName": "a", "artifactType": 7, "artifactVersion": "1"})),
+            Some(String::new())
+        );
+        // No name or version, empty, of another type, oversized, control characters.
+        for bad in [
+            serde_json::json!({"artifactType": "OCIArtifact", "artifactVersion": "1.0.0"}),
+            serde_json::json!({"artifactName": "a"}),
+            serde_json::json!({"artifactName": "", "artifactVersion": "1.0.0"}),
+            serde_json::json!({"artifactName": 1, "artifactVersion": "1.0.0"}),
+            serde_json::json!({"artifactName": "a".repeat(MAX_ARTIFACT_NAME_BYTES + 1), "artifactVersion": "1"}),
+            serde_json::json!({"artifactName": "a\nb", "artifactVersion": "1"}),
+            serde_json::json!("not an object"),
+            serde_json::Value::Null,
+        ] {
+            assert_eq!(entry(bad.clone()), None, "{bad}");
+        }
     }
 
     #[test]
@@ -1073,6 +1245,20 @@ mod tests {
                 .contains("8 KiB limit")
         );
         assert!(ok(&[]).unwrap_err().contains("202 without"));
+    }
+
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        let s = StoreId {
+            subscription_id: "sub".into(),
+            resource_group: "rg (1).x".into(),
+            publisher: "p/../x".into(),
+            artifact_store: "s?api-version=1#f".into(),
+        };
+        assert_eq!(
+            s.manifest_path("m%2F n"),
+            "/subscriptions/sub/resourceGroups/rg%20%281%29.x/providers/Microsoft.HybridNetwork/publishers/p%2F..%2Fx/artifactStores/s%3Fapi-version%3D1%23f/artifactManifests/m%252F%20n"
+        );
     }
 
     #[test]

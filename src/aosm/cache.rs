@@ -39,12 +39,27 @@ impl std::fmt::Debug for CredentialCache {
     }
 }
 
-/// When to refresh: a fifth of the lifetime before expiry, at most 5 minutes before.
+/// How long a credential whose `expiry` is already past (or too close to leave any time
+/// before a refresh) is still used. ARM's clock and ours may disagree, and the official
+/// `listCredential` example's expiry lies in 2022: such a credential is used for the
+/// transfer at hand, and the registry decides; its refusal drops it
+/// ([`CredentialCache::invalidate`]). Without this floor every use would call
+/// `listCredential` again, in a loop.
+pub const PAST_EXPIRY_REUSE: Duration = Duration::from_secs(300);
+
+/// When to refresh: a fifth of the lifetime before expiry, at most 5 minutes before; an
+/// expiry already past (or leaving less than a second before that) counts from now:
+/// [`PAST_EXPIRY_REUSE`].
 fn refresh_at(now: jiff::Timestamp, expiry: jiff::Timestamp) -> jiff::Timestamp {
-    let lifetime = expiry.duration_since(now).unsigned_abs();
-    let margin = (lifetime / 5).min(Duration::from_secs(300));
+    let lifetime = expiry.duration_since(now);
+    let margin = (lifetime.unsigned_abs() / 5).min(Duration::from_secs(300));
     let margin = jiff::SignedDuration::try_from(margin).unwrap_or_default();
-    expiry.checked_sub(margin).unwrap_or(now)
+    match expiry.checked_sub(margin) {
+        Ok(at) if at.duration_since(now) >= jiff::SignedDuration::from_secs(1) => at,
+        _ => now
+            .checked_add(jiff::SignedDuration::try_from(PAST_EXPIRY_REUSE).unwrap_or_default())
+            .unwrap_or(now),
+    }
 }
 
 impl CredentialCache {
@@ -138,6 +153,19 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
+    #[test]
+    fn refresh_times() {
+        let now = jiff::Timestamp::now();
+        let secs = jiff::SignedDuration::from_secs;
+        // An hour: refreshed 5 minutes before; 10 s: 2 s before.
+        assert_eq!(refresh_at(now, now + secs(3600)), now + secs(3300));
+        assert_eq!(refresh_at(now, now + secs(10)), now + secs(8));
+        // Past or now: used for PAST_EXPIRY_REUSE from now.
+        let floor = now + secs(PAST_EXPIRY_REUSE.as_secs() as i64);
+        assert_eq!(refresh_at(now, now), floor);
+        assert_eq!(refresh_at(now, now - secs(3600)), floor);
+    }
+
     #[tokio::test]
     async fn refreshes_near_expiry_and_after_invalidate() {
         let cache = CredentialCache::default();
@@ -145,11 +173,21 @@ mod tests {
             store: "s".into(),
             manifest: "m".into(),
         };
-        // Already inside the refresh margin: every call fetches.
-        cache
-            .get(&key, || async { Ok(cred("short", 0)) })
-            .await
-            .unwrap();
+        // Past its expiry on arrival (clock skew; the official example's is in 2022):
+        // used, not fetched again on every call, until the registry refuses it.
+        for expired in [0, -3600, -4 * 365 * 86400] {
+            cache.forget(&key).await;
+            cache
+                .get(&key, || async { Ok(cred("stale", expired)) })
+                .await
+                .unwrap();
+            let c = cache
+                .get(&key, || async { Ok(cred("unused", 3600)) })
+                .await
+                .unwrap();
+            assert_eq!(c.token.expose(), "stale", "expiry {expired}s from now");
+        }
+        cache.invalidate(&key, "stale").await;
         let c = cache
             .get(&key, || async { Ok(cred("long", 3600)) })
             .await

@@ -99,8 +99,11 @@ pub mod patterns {
     /// An OCI repository path as AOSM artifact names use it (lowercase).
     pub const ARTIFACT_NAME: &str =
         r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$";
-    /// An AOSM/ACR artifact version: `MAJOR.MINOR.PATCH` digits only, e.g. `1.0.0`.
+    /// An AOSM/ACR artifact version to push: `MAJOR.MINOR.PATCH` digits only, e.g. `1.0.0`.
     pub const VERSION: &str = r"^[0-9]+\.[0-9]+\.[0-9]+$";
+    /// An artifact version as a manifest may list it (an OCI tag, e.g. `v1`): what a pull
+    /// accepts.
+    pub const ARTIFACT_VERSION: &str = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$";
     /// A Helm chart name.
     pub const CHART_NAME: &str = r"^[A-Za-z0-9][A-Za-z0-9._-]*$";
     /// A Helm chart version (SemVer 2, optional leading `v`).

@@ -56,14 +56,15 @@ impl AzureCloud {
 /// The ARM `api-version` used for `Microsoft.HybridNetwork` calls.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum AosmApiVersion {
-    /// 2023-09-01 (the default): artifacts live in repository `<artifactName>`.
+    /// 2023-09-01 (the default).
     #[default]
     #[serde(rename = "2023-09-01")]
     V2023_09_01,
-    /// 2024-04-15: artifacts live in repository `<artifactName>`.
+    /// 2024-04-15.
     #[serde(rename = "2024-04-15")]
     V2024_04_15,
-    /// 2025-03-30: artifacts live in repository `<manifestName>/<artifactName>`.
+    /// 2025-03-30. (The `<manifestName>/<artifactName>` repositories belong to manifests
+    /// *created* with this api-version, whichever api-version later requests use.)
     #[serde(rename = "2025-03-30")]
     V2025_03_30,
 }
@@ -268,8 +269,10 @@ pub struct ArtifactStoreSpec {
     pub authority_host: Option<String>,
 
     /// ARM `api-version` for `Microsoft.HybridNetwork` calls: `2023-09-01` (default),
-    /// `2024-04-15` or `2025-03-30`. With 2025-03-30 artifacts live in repository
-    /// `<manifest>/<artifact>`.
+    /// `2024-04-15` or `2025-03-30`. It does not choose the repository an artifact lives
+    /// in: that follows the api-version its manifest was created with (`<artifact>`, or
+    /// `<manifest>/<artifact>` for manifests created with 2025-03-30), and the controller
+    /// takes it from the `listCredential` answer, falling back to `<artifact>`.
     #[serde(default)]
     pub api_version: AosmApiVersion,
 

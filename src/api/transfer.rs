@@ -121,7 +121,10 @@ pub struct ArtifactTransferSpec {
         validation = Rule::new("(has(self.registry) ? 1 : 0) + (has(self.artifactStore) ? 1 : 0) == 1")
             .message("destination must set exactly one of artifactStore or registry"),
         validation = Rule::new("!has(self.registry) || !self.registry.image.contains('@')")
-            .message("destination.registry.image cannot be a digest reference: give a tag (or none: the artifact version is used)")
+            .message("destination.registry.image cannot be a digest reference: give a tag (or none: the artifact version is used)"),
+        validation = Rule::new(r"!has(self.artifactStore) || self.artifactStore.version.matches('^[0-9]+\\.[0-9]+\\.[0-9]+$')")
+            .message("destination.artifactStore.version must be MAJOR.MINOR.PATCH (e.g. 1.0.0) to push into an artifact store: AOSM requires that format for ACR-backed stores")
+            .field_path(".artifactStore.version")
     )]
     pub destination: TransferDestination,
 
@@ -351,9 +354,11 @@ pub struct StoreArtifact {
     #[schemars(regex(pattern = patterns::ARTIFACT_NAME), length(min = 1, max = 256))]
     pub artifact: String,
 
-    /// Artifact version as listed in the manifest; the tag in the store's registry, in the
-    /// `MAJOR.MINOR.PATCH` format ACR requires for AOSM. Example: `0.1.0`.
-    #[schemars(regex(pattern = patterns::VERSION), length(min = 5, max = 64))]
+    /// Artifact version as listed in the manifest; the tag in the store's registry. To
+    /// push (`destination.artifactStore`) it must be `MAJOR.MINOR.PATCH`, Microsoft's rule
+    /// for ACR-backed stores; a pull takes the version as the manifest lists it (an OCI
+    /// tag, e.g. `v1`). Example: `0.1.0`.
+    #[schemars(regex(pattern = patterns::ARTIFACT_VERSION), length(min = 1, max = 128))]
     pub version: String,
 }
 
@@ -599,7 +604,9 @@ impl Checker {
         }
     }
 
-    fn store(&mut self, field: &str, s: &StoreArtifact) {
+    /// Checks a store side; `push` when it is the destination (the version must then be
+    /// `MAJOR.MINOR.PATCH`).
+    fn store(&mut self, field: &str, s: &StoreArtifact, push: bool) {
         self.pattern(
             &format!("{field}.storeRef.name"),
             &s.store_ref.name,
@@ -621,13 +628,23 @@ impl Checker {
             256,
             "an artifact name (a lowercase OCI repository path)",
         );
-        self.pattern(
-            &format!("{field}.version"),
-            &s.version,
-            patterns::VERSION,
-            64,
-            "a version in the MAJOR.MINOR.PATCH format AOSM/ACR require (e.g. 1.0.0)",
-        );
+        if push {
+            self.pattern(
+                &format!("{field}.version"),
+                &s.version,
+                patterns::VERSION,
+                128,
+                "a version in the MAJOR.MINOR.PATCH format AOSM requires to push into an ACR-backed store (e.g. 1.0.0)",
+            );
+        } else {
+            self.pattern(
+                &format!("{field}.version"),
+                &s.version,
+                patterns::ARTIFACT_VERSION,
+                128,
+                "an artifact version (an OCI tag such as 1.0.0 or v1)",
+            );
+        }
     }
 
     fn duration(&mut self, field: &str, value: &str, min: Duration, max: Option<Duration>) {
@@ -800,10 +817,12 @@ impl ArtifactTransferSpec {
                     "a media type type/subtype",
                 );
             }
-            TransferSource::ArtifactStore(s) => c.store("spec.source.artifactStore", s),
+            TransferSource::ArtifactStore(s) => c.store("spec.source.artifactStore", s, false),
         }
         match &self.destination {
-            TransferDestination::ArtifactStore(s) => c.store("spec.destination.artifactStore", s),
+            TransferDestination::ArtifactStore(s) => {
+                c.store("spec.destination.artifactStore", s, true)
+            }
             TransferDestination::Registry(r) => {
                 c.registry("spec.destination.registry", r);
                 if r.image.contains('@') {

@@ -45,6 +45,16 @@ pub struct TransferOutcome {
     pub summary: TransferSummary,
 }
 
+/// The `artifactType` values of the api-versions this client speaks (`ArtifactType` in
+/// the specification); any other value is a later addition.
+const KNOWN_ARTIFACT_TYPES: [&str; 5] = [
+    "OCIArtifact",
+    "ArmTemplate",
+    "ImageFile",
+    "VhdImageFile",
+    "Unknown",
+];
+
 /// How long an artifact manifest read from ARM answers "is this artifact listed?" before
 /// it is read again. A miss always reads it again, so a newly added artifact is never
 /// refused because of the cache.
@@ -241,12 +251,19 @@ impl Executor {
         }
     }
 
-    async fn check_manifest(&self, a: &StoreArtifact) -> Result<ManifestArtifact, TransferError> {
-        if !is_valid_version(&a.version) {
+    /// Checks the artifact against its manifest and returns its listed entry. A push
+    /// needs a `1.0.0`-style version (Microsoft's rule for ACR-backed stores); a pull
+    /// takes the version as the manifest lists it (the official example lists `v1`).
+    async fn check_manifest(
+        &self,
+        a: &StoreArtifact,
+        direction: Direction,
+    ) -> Result<ManifestArtifact, TransferError> {
+        if direction == Direction::Push && !is_valid_version(&a.version) {
             return Err(TransferError::permanent(
                 Reason::VersionFormat,
                 format!(
-                    "version {:?} must look like 1.0.0 (AOSM artifact versions are ACR tags in that format)",
+                    "version {:?} must look like 1.0.0 to push into an artifact store (AOSM artifact versions in ACR-backed stores are tags in that format)",
                     a.version
                 ),
             ));
@@ -293,6 +310,9 @@ impl Executor {
                 if manifest.artifacts.len() > LISTED_IN_MESSAGE {
                     listed.push(format!("and {} more", manifest.artifacts.len() - LISTED_IN_MESSAGE));
                 }
+                if manifest.ignored > 0 {
+                    listed.push(format!("{} entries without a usable name and version", manifest.ignored));
+                }
                 TransferError::permanent(
                     Reason::ArtifactNotInManifest,
                     format!(
@@ -317,15 +337,15 @@ impl Executor {
             .cache
             .get(&key, || arm.list_credential(&a.store.id, &a.manifest))
             .await?;
-        let repo = cred.repository_for(&a.manifest, &a.artifact).ok_or_else(|| {
-            TransferError::permanent(
-                Reason::ArtifactNotInManifest,
-                format!(
-                    "the credential of manifest {} grants repositories {:?}, none for artifact {}",
-                    a.manifest, cred.repositories, a.artifact
-                ),
-            )
-        })?;
+        let choice = cred.repository_for(&a.manifest, &a.artifact);
+        if !choice.from_credential {
+            tracing::debug!(
+                manifest = %a.manifest,
+                artifact = %a.artifact,
+                "the credential's repositories name none for the artifact: trying repository <artifact>"
+            );
+        }
+        let repo = choice.name;
         let key_for_clients = key.clone();
         let source = StoreCredentials {
             cache: self.cache.clone(),
@@ -394,10 +414,12 @@ impl Executor {
                 "source and destination are both artifact stores; exactly one side must be the store",
             )),
             (Source::Store(store), Destination::Registry(side)) => {
-                let listed = self.check_manifest(store).await?;
-                let (src, _) = self.store_endpoint(store).await?;
+                let listed = self.check_manifest(store, Direction::Pull).await?;
+                let (src, cred) = self.store_endpoint(store).await?;
                 let dst = Self::registry_endpoint(side)?;
-                let summary = crate::engine::copy(&src, &dst, &opts, progress).await?;
+                let summary = crate::engine::copy(&src, &dst, &opts, progress)
+                    .await
+                    .map_err(|e| store_refusal(e, &cred, &src.reference, store))?;
                 Ok(TransferOutcome {
                     direction: Direction::Pull,
                     source_digest: summary.source_digest.clone(),
@@ -408,7 +430,7 @@ impl Executor {
                 })
             }
             (source, Destination::Store(store)) => {
-                let listed = self.check_manifest(store).await?;
+                let listed = self.check_manifest(store, Direction::Push).await?;
                 check_source_fits(source, store, &listed)?;
                 let (dst, cred) = self.store_endpoint(store).await?;
                 // The store is an ACR: keep every request under its size limit.
@@ -417,7 +439,9 @@ impl Executor {
                 let summary = match source {
                     Source::Registry(side) => {
                         let src = Self::registry_endpoint(side)?;
-                        crate::engine::copy(&src, &dst, &opts, progress).await?
+                        crate::engine::copy(&src, &dst, &opts, progress)
+                            .await
+                            .map_err(|e| store_refusal(e, &cred, &dst.reference, store))?
                     }
                     Source::HelmRepository(h) => {
                         let url = url::Url::parse(&h.url).map_err(|e| {
@@ -434,7 +458,9 @@ impl Executor {
                             insecure: h.insecure,
                         };
                         let fetched = repo.fetch(&h.chart, &h.version).await?;
-                        publish(fetched.plan, &dst, Some(&tag), &opts, progress, started).await?
+                        publish(fetched.plan, &dst, Some(&tag), &opts, progress, started)
+                            .await
+                            .map_err(|e| store_refusal(e, &cred, &dst.reference, store))?
                     }
                     Source::File(FileSource {
                         name,
@@ -447,7 +473,9 @@ impl Executor {
                             data: data.clone().into(),
                         };
                         let plan = plan_files(&[], &[inline], None).await?;
-                        publish(plan, &dst, Some(&tag), &opts, progress, started).await?
+                        publish(plan, &dst, Some(&tag), &opts, progress, started)
+                            .await
+                            .map_err(|e| store_refusal(e, &cred, &dst.reference, store))?
                     }
                     Source::Store(_) => {
                         return Err(TransferError::permanent(
@@ -558,7 +586,56 @@ fn req_version(req: &TransferRequest) -> &str {
     }
 }
 
+/// An engine failure on the store's registry, as a transfer error. A refusal (401, 403)
+/// names the repository tried and where its name came from: the credential's
+/// `repositories`, or, when they named none for the artifact, `<artifact>` (what `az aosm`
+/// pushes to), so a store that keeps the artifact elsewhere is recognisable.
+fn store_refusal(
+    e: EngineError,
+    cred: &AcrCredential,
+    reference: &ImageRef,
+    store: &StoreArtifact,
+) -> TransferError {
+    let refused = matches!(
+        e,
+        EngineError::Unauthorized { .. } | EngineError::Forbidden { .. }
+    );
+    let mut err = TransferError::from(e);
+    if refused {
+        let choice = cred.repository_for(&store.manifest, &store.artifact);
+        let origin = if choice.from_credential {
+            "named by the listCredential answer's repositories".to_string()
+        } else {
+            format!(
+                "tried because the listCredential answer's repositories ({}) name none for artifact {}",
+                shown_repositories(&cred.repositories),
+                store.artifact
+            )
+        };
+        err.message = format!(
+            "{} (repository {} on {}, {origin}; check that manifest {} lists the artifact)",
+            err.message, reference.repository, cred.server, store.manifest
+        );
+    }
+    err
+}
+
+/// The credential's `repositories` for a message: at most 5 entries, quoted.
+fn shown_repositories(repositories: &[String]) -> String {
+    let mut shown: Vec<String> = repositories
+        .iter()
+        .take(5)
+        .map(|r| format!("{r:?}"))
+        .collect();
+    if repositories.len() > 5 {
+        shown.push(format!("and {} more", repositories.len() - 5));
+    }
+    format!("[{}]", shown.join(", "))
+}
+
 /// The source must fit the artifact: Helm chart name and version, and the listed type.
+/// A type this client does not know (one a later api-version adds) is not held against
+/// the source: the registry decides.
 fn check_source_fits(
     source: &Source,
     store: &StoreArtifact,
@@ -575,19 +652,16 @@ fn check_source_fits(
             ),
         ));
     }
-    let fits = match source {
-        Source::Registry(_) | Source::HelmRepository(_) => {
-            matches!(
-                listed.artifact_type.as_str(),
-                "OCIArtifact" | "ImageFile" | "Unknown" | ""
-            )
-        }
-        Source::File(_) => matches!(
-            listed.artifact_type.as_str(),
-            "ArmTemplate" | "OCIArtifact" | "Unknown" | ""
-        ),
-        Source::Store(_) => true,
-    };
+    let known = |t: &str| KNOWN_ARTIFACT_TYPES.contains(&t);
+    let t = listed.artifact_type.as_str();
+    let fits = !known(t)
+        || match source {
+            Source::Registry(_) | Source::HelmRepository(_) => {
+                matches!(t, "OCIArtifact" | "ImageFile" | "Unknown")
+            }
+            Source::File(_) => matches!(t, "ArmTemplate" | "OCIArtifact" | "Unknown"),
+            Source::Store(_) => true,
+        };
     if !fits {
         return Err(TransferError::permanent(
             Reason::ArtifactNotInManifest,

@@ -22,6 +22,7 @@ pub mod kube;
 pub mod proxy;
 pub mod registry;
 pub mod rt;
+pub mod scripted_arm;
 pub mod tools;
 
 pub use cmd::{Cmd, Output, Running};
