@@ -70,8 +70,12 @@ pub mod patterns {
     /// An Azure resource group name: letters, digits, `-`, `_`, `.`, `(`, `)`; not ending
     /// with `.`.
     pub const RESOURCE_GROUP: &str = r"^[-\w.()]*[-\w()]$";
-    /// An ARM resource name (publisher, artifact store, artifact manifest).
-    pub const ARM_NAME: &str = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$";
+    /// A publisher or artifact store name, as the `Microsoft.HybridNetwork` specification
+    /// defines `publisherName` and `artifactStoreName` (at most 64 characters).
+    pub const ARM_NAME: &str = r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$";
+    /// An artifact manifest name, as the specification defines `artifactManifestName`: no
+    /// whitespace (at most 64 characters; sent percent-encoded).
+    pub const MANIFEST_NAME: &str = r"^[^\s]+$";
     /// An `https://` URL without query or fragment.
     pub const HTTPS_URL: &str = r"^https://[^\s/?#@]+(/[^\s?#]*)?$";
     /// An `http://` or `https://` URL without query or fragment.

@@ -241,12 +241,12 @@ pub struct ArtifactStoreSpec {
 
     /// Name of the AOSM publisher (`Microsoft.HybridNetwork/publishers`). Example:
     /// `contoso`.
-    #[schemars(regex(pattern = super::patterns::ARM_NAME), length(min = 1, max = 128))]
+    #[schemars(regex(pattern = super::patterns::ARM_NAME), length(min = 1, max = 64))]
     pub publisher: String,
 
     /// Name of the AOSM artifact store under the publisher
     /// (`Microsoft.HybridNetwork/publishers/artifactStores`). Example: `contoso-cnf-store`.
-    #[schemars(regex(pattern = super::patterns::ARM_NAME), length(min = 1, max = 128))]
+    #[schemars(regex(pattern = super::patterns::ARM_NAME), length(min = 1, max = 64))]
     pub artifact_store: String,
 
     /// Azure cloud: `AzurePublic` (default), `AzureUSGovernment`, `AzureChina` or `Custom`.
@@ -417,15 +417,15 @@ impl ArtifactStoreSpec {
             "spec.publisher",
             &self.publisher,
             super::patterns::ARM_NAME,
-            128,
-            "a publisher name",
+            64,
+            "a publisher name (letters, digits, _ and -, starting with a letter or digit)",
         );
         c.pattern(
             "spec.artifactStore",
             &self.artifact_store,
             super::patterns::ARM_NAME,
-            128,
-            "an artifact store name",
+            64,
+            "an artifact store name (letters, digits, _ and -, starting with a letter or digit)",
         );
         if let Some(url) = &self.arm_endpoint {
             c.pattern(

@@ -345,7 +345,7 @@ pub struct StoreArtifact {
 
     /// Name of the AOSM artifact manifest that lists the artifact; its `listCredential`
     /// gives the registry credential. Example: `contoso-cnf-manifest`.
-    #[schemars(regex(pattern = patterns::ARM_NAME), length(min = 1, max = 128))]
+    #[schemars(regex(pattern = patterns::MANIFEST_NAME), length(min = 1, max = 64))]
     pub manifest: String,
 
     /// Artifact name as listed in the manifest; the repository in the store's registry
@@ -617,9 +617,9 @@ impl Checker {
         self.pattern(
             &format!("{field}.manifest"),
             &s.manifest,
-            patterns::ARM_NAME,
-            128,
-            "an artifact manifest name",
+            patterns::MANIFEST_NAME,
+            64,
+            "an artifact manifest name (no whitespace)",
         );
         self.pattern(
             &format!("{field}.artifact"),

@@ -29,6 +29,9 @@ pub struct RegistryOptions {
     pub basic_auth: Option<(String, String)>,
     /// Serve https with a certificate signed by a fresh test CA.
     pub tls: bool,
+    /// Serve https with these files instead (`server.pem`/`server.key` beside `ca_pem`),
+    /// e.g. the test CA the whole test binary trusts ([`super::emulator::test_ca`]).
+    pub tls_files: Option<TlsFiles>,
 }
 
 /// Files of a TLS registry's test PKI.
@@ -109,7 +112,10 @@ impl Registry {
             std::fs::write(&path, out.stdout.trim_end().to_string() + "\n").unwrap();
             path
         });
-        let tls = opts.tls.then(|| make_test_pki(dir.path()));
+        let tls = opts
+            .tls_files
+            .clone()
+            .or_else(|| opts.tls.then(|| make_test_pki(dir.path())));
 
         let mut last_log = String::new();
         for _attempt in 0..START_ATTEMPTS {
