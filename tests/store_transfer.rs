@@ -7,6 +7,7 @@ mod support;
 
 use aosm_artifact_operator::engine::Credentials;
 use aosm_artifact_operator::transfer::{Direction, FileSource, HelmSource, Reason, Source};
+use serde_json::json;
 use std::time::Instant;
 use support::TestEnv;
 use support::emulator::*;
@@ -208,16 +209,25 @@ fn api_version_2025_03_30_puts_artifacts_under_the_manifest_name() {
         None,
     );
     let emu = Emulator::start(&[]);
-    // A manifest name with capitals: repositories use it lowercased.
+    // A manifest name with capitals: repositories use it lowercased. Created with
+    // 2025-03-30, its artifacts live under it, whatever api-version later requests use
+    // (Microsoft's resource clean-up documentation).
     let m = "Contoso-CNF-Manifest";
-    emu.create_acr_manifest(m, &[("contoso-cnf", "OCIArtifact", "1.0.0")]);
+    emu.create_store(PUBLISHER, STORE, "AzureContainerRegistry");
+    emu.create_manifest_with(
+        PUBLISHER,
+        STORE,
+        m,
+        &[("contoso-cnf", "OCIArtifact", "1.0.0")],
+        V2025,
+    );
 
     let exec = executor();
     let outcome = run_ok(
         &exec,
         &push(
             registry_source(&src, "app/cnf:1.0"),
-            emu.artifact(V2025, m, "contoso-cnf", "1.0.0"),
+            emu.artifact(V2023, m, "contoso-cnf", "1.0.0"),
         ),
     );
     assert_eq!(outcome.digest, image.digest);
@@ -226,7 +236,7 @@ fn api_version_2025_03_30_puts_artifacts_under_the_manifest_name() {
         emu.reference("contoso-cnf-manifest/contoso-cnf:1.0.0")
     );
 
-    let cred = emu.list_credential(m, V2025);
+    let cred = emu.list_credential(m, V2024);
     assert_eq!(cred.repositories, ["contoso-cnf-manifest/contoso-cnf"]);
     emu.login_tools(&env, &cred);
     let crane = emu.crane_digest(&env, "contoso-cnf-manifest/contoso-cnf:1.0.0");
@@ -237,8 +247,7 @@ fn api_version_2025_03_30_puts_artifacts_under_the_manifest_name() {
         image.digest
     );
 
-    // The same store through an older api-version names the repository `<artifact>`:
-    // a pull with 2025-03-30 finds the nested one.
+    // A pull through 2025-03-30 finds the nested repository too.
     let dst = Registry::start();
     let pulled = run_ok(
         &exec,
@@ -248,6 +257,85 @@ fn api_version_2025_03_30_puts_artifacts_under_the_manifest_name() {
         ),
     );
     assert_eq!(pulled.digest, image.digest);
+
+    // A manifest created with 2023-09-01 keeps `<artifact>`, also through 2025-03-30.
+    emu.create_manifest(
+        PUBLISHER,
+        STORE,
+        "old-manifest",
+        &[("old-cnf", "OCIArtifact", "1.0.0")],
+    );
+    let outcome = run_ok(
+        &exec,
+        &push(
+            registry_source(&src, "app/cnf:1.0"),
+            emu.artifact(V2025, "old-manifest", "old-cnf", "1.0.0"),
+        ),
+    );
+    assert_eq!(outcome.destination_ref, emu.reference("old-cnf:1.0.0"));
+}
+
+/// `repositories` is a hint. Every official listCredential example answers `[""]`, and
+/// `az aosm` pushes to `<artifact>` without reading it: with such an answer the transfer
+/// tries `<artifact>` and the registry (which enforces the token's real scope) decides.
+/// For a manifest created with 2023-09-01 that is right; for one created with 2025-03-30
+/// the registry refuses, and the error names the repository tried and why.
+#[test]
+fn blank_repositories_fall_back_to_the_artifact_and_a_refusal_names_the_repository() {
+    let src = Registry::start();
+    let env = TestEnv::new();
+    let image = fixtures::push_image(&env, &src, "app/cnf:1.0", &[4096], Flavor::Oci, None);
+    let emu = Emulator::start(&[]);
+    emu.set_config(json!({"credentialRepositoriesBlank": true}));
+    emu.create_store(PUBLISHER, STORE, "AzureContainerRegistry");
+    emu.create_manifest(
+        PUBLISHER,
+        STORE,
+        "old-manifest",
+        &[("cnf", "OCIArtifact", "1.0.0")],
+    );
+    emu.create_manifest_with(
+        PUBLISHER,
+        STORE,
+        "new-manifest",
+        &[("cnf", "OCIArtifact", "1.0.0")],
+        V2025,
+    );
+    assert_eq!(
+        emu.list_credential("old-manifest", V2023).repositories,
+        [""]
+    );
+
+    let exec = executor();
+    let outcome = run_ok(
+        &exec,
+        &push(
+            registry_source(&src, "app/cnf:1.0"),
+            emu.artifact(V2023, "old-manifest", "cnf", "1.0.0"),
+        ),
+    );
+    assert_eq!(outcome.digest, image.digest);
+    assert_eq!(outcome.destination_ref, emu.reference("cnf:1.0.0"));
+
+    let err = run(
+        &exec,
+        &push(
+            registry_source(&src, "app/cnf:1.0"),
+            emu.artifact(V2025, "new-manifest", "cnf", "1.0.0"),
+        ),
+    )
+    .expect_err("the token does not grant <artifact> for a 2025-03-30 manifest");
+    eprintln!("[{}] {}", err.reason, err.message);
+    assert_eq!(err.reason, Reason::Forbidden, "{err}");
+    assert!(!err.is_transient());
+    for needle in [
+        "repository cnf on",
+        "the listCredential answer's repositories ([\"\"]) name none for artifact cnf",
+        "manifest new-manifest",
+    ] {
+        assert!(err.message.contains(needle), "should say {needle:?}: {err}");
+    }
+    assert!(!err.message.contains('\n'));
 }
 
 #[test]

@@ -30,6 +30,8 @@ pub struct Identity {
 pub struct RegistryInfo {
     /// `host:port` clients use (also the token `aud`, the registry's `service`).
     pub host: String,
+    /// The registry's filesystem storage root (`storage.filesystem.rootdirectory`).
+    pub storage: std::path::PathBuf,
 }
 
 /// Issuer of registry tokens (the registry's `auth.token.issuer`).
@@ -83,6 +85,42 @@ impl App {
         } else {
             host
         }
+    }
+}
+
+impl App {
+    /// Removes tag `tag` of repository `repo` from the registry's storage (the manifest
+    /// and its blobs stay, untagged, as ACR keeps them until purged). False when there is
+    /// no registry, no such tag, or the names are not a repository and a tag.
+    pub fn untag(&self, repo: &str, tag: &str) -> bool {
+        let Some(registry) = &self.registry else {
+            return false;
+        };
+        let repo_ok = !repo.is_empty()
+            && repo.split('/').all(|c| {
+                !c.is_empty()
+                    && c.starts_with(|ch: char| ch.is_ascii_alphanumeric())
+                    && c.chars().all(|ch| {
+                        ch.is_ascii_lowercase()
+                            || ch.is_ascii_digit()
+                            || matches!(ch, '.' | '_' | '-')
+                    })
+            });
+        let tag_ok = tag.len() <= 128
+            && tag.starts_with(|ch: char| ch.is_ascii_alphanumeric() || ch == '_')
+            && tag
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'));
+        if !repo_ok || !tag_ok {
+            return false;
+        }
+        let dir = registry
+            .storage
+            .join("docker/registry/v2/repositories")
+            .join(repo)
+            .join("_manifests/tags")
+            .join(tag);
+        std::fs::remove_dir_all(&dir).is_ok()
     }
 }
 

@@ -27,6 +27,9 @@ pub struct RuntimeConfig {
     /// Whether listCredential's `acrServerUrl` carries the `https://` scheme (real AOSM
     /// answers sometimes omit it).
     pub acr_server_url_scheme: bool,
+    /// Whether listCredential answers `"repositories": [""]`, as every official example
+    /// does, instead of the repositories the token grants (the grant is the same).
+    pub credential_repositories_blank: bool,
     /// Client ids whose ARM calls are refused with 403 AuthorizationFailed.
     pub deny_clients: Vec<String>,
     /// Resource id prefixes (case-insensitive) under which every ARM call is refused with
@@ -47,6 +50,7 @@ impl Default for RuntimeConfig {
             arm_error_rate: 0.0,
             update_state_polls: 1,
             acr_server_url_scheme: true,
+            credential_repositories_blank: false,
             deny_clients: Vec::new(),
             deny_scopes: Vec::new(),
             federated_subjects: Vec::new(),
@@ -75,6 +79,8 @@ pub struct ConfigPatch {
     pub update_state_polls: Option<u32>,
     /// See [`RuntimeConfig::acr_server_url_scheme`].
     pub acr_server_url_scheme: Option<bool>,
+    /// See [`RuntimeConfig::credential_repositories_blank`].
+    pub credential_repositories_blank: Option<bool>,
     /// See [`RuntimeConfig::deny_clients`].
     pub deny_clients: Option<Vec<String>>,
     /// See [`RuntimeConfig::deny_scopes`].
@@ -122,6 +128,7 @@ impl RuntimeConfig {
             arm_error_rate,
             update_state_polls,
             acr_server_url_scheme,
+            credential_repositories_blank,
             deny_clients,
             deny_scopes,
             federated_subjects

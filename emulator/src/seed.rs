@@ -29,9 +29,16 @@ pub enum SeedError {
     },
 }
 
+/// The api-version a seeded resource counts as created with, unless it says.
+const DEFAULT_SEED_API_VERSION: &str = "2023-09-01";
+
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Item {
     id: String,
+    /// The api-version it counts as created with (decides a manifest's repositories).
+    #[serde(default)]
+    api_version: Option<String>,
     #[serde(default)]
     location: Option<String>,
     #[serde(default)]
@@ -82,8 +89,16 @@ pub fn apply_str(text: &str, resources: &mut Resources) -> Result<usize, String>
             tags: item.tags,
             properties: item.properties,
         };
+        let writer = crate::resources::Writer {
+            api_version: item
+                .api_version
+                .as_deref()
+                .unwrap_or(DEFAULT_SEED_API_VERSION),
+            principal: "seed",
+            seeded: true,
+        };
         resources
-            .put(&id, body, true)
+            .put(&id, body, writer)
             .map_err(|e| format!("{}: {} {}", id, e.code, e.message))?;
     }
     Ok(n)

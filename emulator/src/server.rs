@@ -160,6 +160,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         base_url: base_url.clone(),
         registry: registry.as_ref().map(|r| RegistryInfo {
             host: r.host.clone(),
+            storage: state_dir.join("registry").join("storage"),
         }),
         entra_key,
         registry_key,
@@ -293,13 +294,14 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// ARM paths (`/subscriptions/...`, any case) go to the ARM handler; anything else is 404.
+/// ARM paths (`/subscriptions/...` and the operation URLs under `/providers/...`, any
+/// case) go to the ARM handler; anything else is 404.
 async fn fallback(state: State<Arc<App>>, req: Request) -> Response {
-    let is_arm = req
-        .uri()
-        .path()
-        .get(..15)
-        .is_some_and(|p| p.eq_ignore_ascii_case("/subscriptions/"));
+    let path = req.uri().path();
+    let is_arm = ["/subscriptions/", "/providers/"].iter().any(|prefix| {
+        path.get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+    });
     if !is_arm {
         return (
             StatusCode::NOT_FOUND,

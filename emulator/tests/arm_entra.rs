@@ -185,7 +185,7 @@ fn arm_checks_tokens_api_versions_and_answers_arm_errors() {
     assert_eq!((st, code(&b)), (400, "InvalidParameter"), "{b}");
 
     // A storage-account store answers the other credential type.
-    let (st, _, _) = emu.arm_with(
+    let (st, h, b) = emu.arm_with(
         Some(&t),
         Method::PUT,
         &store_id(p, "sa-store"),
@@ -193,6 +193,24 @@ fn arm_checks_tokens_api_versions_and_answers_arm_errors() {
         Some(json!({"properties": {"storeType": "AzureStorageAccount"}})),
     );
     assert_eq!(st, 201);
+    // A create is the spec's long-running PUT: 201 with Azure-AsyncOperation, whose URL
+    // answers the operation's status.
+    let status_url = h["azure-asyncoperation"].to_str().unwrap().to_string();
+    let (st, _, op) = emu.arm_with(Some(&t), Method::GET, &status_url, "", None);
+    assert_eq!(
+        (st, op["status"].as_str()),
+        (200, Some("Succeeded")),
+        "{op}"
+    );
+    let storage_id = b["properties"]["storageResourceId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        storage_id.contains("/providers/Microsoft.Storage/storageAccounts/"),
+        "{b}"
+    );
+    assert_eq!(b["systemData"]["createdByType"], "Application", "{b}");
     let (st, _, b) = emu.arm_with(
         Some(&t),
         Method::PUT,
@@ -214,13 +232,30 @@ fn arm_checks_tokens_api_versions_and_answers_arm_errors() {
             .starts_with("https://")
     );
     assert!(cred["expiry"].is_string());
+    assert_eq!(cred["storageAccountId"], storage_id.as_str());
 
-    // DELETE cascades; a second DELETE is 204.
+    // DELETE is the spec's long-running delete: 202 with only a Location in the official
+    // example's form (ArtifactManifestDelete.json), polled to 204. It cascades; a second
+    // DELETE is 204.
+    let (st, h, _) = emu.arm_with(Some(&t), Method::DELETE, &store_id(p, s), V2023, None);
+    assert_eq!(st, 202);
+    assert!(h.get("azure-asyncoperation").is_none());
+    let location = h["location"].to_str().unwrap().to_string();
+    let base = emu.base();
+    let rest = location
+        .strip_prefix(&format!(
+            "{base}/providers/microsoft.hybridnetwork/locations/EASTUS/operationStatuses/"
+        ))
+        .unwrap_or_else(|| panic!("{location}"));
+    let (id, query) = rest.split_once('?').unwrap();
+    let (uuid, tail) = id.split_once('*').unwrap();
+    assert_eq!((uuid.len(), tail.len()), (36, 64), "{id}");
+    assert_eq!(query, "api-version=2021-05-01");
     assert_eq!(
-        emu.arm_with(Some(&t), Method::DELETE, &store_id(p, s), V2023, None)
-            .0,
-        200
+        emu.arm_with(Some(&t), Method::GET, &location, "", None).0,
+        204
     );
+    assert_eq!(emu.arm_with(None, Method::GET, &location, "", None).0, 401);
     assert_eq!(
         emu.arm_with(Some(&t), Method::GET, &mid, V2023, None).0,
         404
@@ -559,7 +594,7 @@ fn credentials_and_registry_tokens_expire_and_can_be_revoked() {
     assert_eq!(
         emu.arm_with(Some(&t), Method::DELETE, &manifest_id(p, s, m), V2023, None)
             .0,
-        200
+        202
     );
     assert_eq!(emu.registry_token(m, &token, &[]).0, 401);
     let stats = emu.stats();

@@ -124,7 +124,8 @@ fn scoped_credential_is_enforced_by_the_registry_and_uploaded_manifests_are_pull
         "{err}"
     );
 
-    // updateState → 202 + Location, polled to completion.
+    // updateState → 202 with only a Location, in the official example's form
+    // (ArtifactManifestUpdateState.json), polled to completion.
     let path = format!("{}/updateState", manifest_id(p, s, m));
     let (st, headers, _) = emu.arm_with(
         Some(&arm_token),
@@ -134,10 +135,15 @@ fn scoped_credential_is_enforced_by_the_registry_and_uploaded_manifests_are_pull
         Some(json!({"artifactManifestState": "Uploaded"})),
     );
     assert_eq!(st, 202);
-    assert_eq!(headers["retry-after"], "1");
-    assert!(headers.contains_key("azure-asyncoperation"));
+    assert!(!headers.contains_key("azure-asyncoperation"));
     let location = headers["location"].to_str().unwrap().to_string();
-    assert!(location.starts_with(&emu.base()), "{location}");
+    assert!(
+        location.starts_with(&format!(
+            "{}/providers/microsoft.hybridnetwork/locations/EASTUS/operationStatuses/",
+            emu.base()
+        )) && location.ends_with("?api-version=2021-05-01"),
+        "{location}"
+    );
     let (_, _, manifest) = emu.arm_with(
         Some(&arm_token),
         Method::GET,
@@ -224,18 +230,29 @@ fn scoped_credential_is_enforced_by_the_registry_and_uploaded_manifests_are_pull
     }
 }
 
+/// The `<manifest>/<artifact>` naming belongs to manifests created with api-version
+/// 2025-03-30 (Microsoft's resource clean-up documentation), whatever api-version later
+/// requests use; deleting such a manifest untags its artifacts.
 #[test]
-fn api_version_2025_scopes_repositories_under_the_manifest() {
+fn manifests_created_with_2025_03_30_keep_artifacts_under_the_manifest() {
     let emu = Emulator::start(&[]);
     let t = emu.arm_token();
     let (p, s, m) = ("fabrikam", "store", "nf-manifest");
-    emu.create_manifest(&t, p, s, m, &[("nf-image", "2.0.0")]);
-    assert_eq!(
-        emu.list_credential(&t, p, s, m, V2024)["repositories"],
-        json!(["nf-image"])
-    );
-    let cred = emu.list_credential(&t, p, s, m, V2025);
-    assert_eq!(cred["repositories"], json!(["nf-manifest/nf-image"]));
+    emu.create_manifest(&t, p, s, "old-manifest", &[("nf-image", "2.0.0")]);
+    emu.create_manifest_with(&t, p, s, m, &[("nf-image", "2.0.0")], V2025);
+    for asked_with in [V2023, V2024, V2025] {
+        assert_eq!(
+            emu.list_credential(&t, p, s, "old-manifest", asked_with)["repositories"],
+            json!(["nf-image"]),
+            "created with {V2023}, asked with {asked_with}"
+        );
+        assert_eq!(
+            emu.list_credential(&t, p, s, m, asked_with)["repositories"],
+            json!(["nf-manifest/nf-image"]),
+            "created with {V2025}, asked with {asked_with}"
+        );
+    }
+    let cred = emu.list_credential(&t, p, s, m, V2023);
     let token = cred["acrToken"].as_str().unwrap();
 
     let oras = Oras::new(&emu);
@@ -252,7 +269,25 @@ fn api_version_2025_scopes_repositories_under_the_manifest() {
         "the 2023 naming is outside a 2025 credential: {}",
         show(&out)
     );
-    assert_eq!(emu.stats()["listCredential"][format!("{s}/{m}")], 2);
+    assert_eq!(emu.stats()["listCredential"][format!("{s}/{m}")], 4);
+
+    // Deleting the manifest untags its artifact: the tag is gone, and a fresh credential
+    // of another manifest naming the same repository finds nothing to pull.
+    let (st, _, _) = emu.arm_with(Some(&t), Method::DELETE, &manifest_id(p, s, m), V2023, None);
+    assert_eq!(st, 202);
+    emu.create_manifest_with(&t, p, s, m, &[("nf-image", "2.0.0")], V2025);
+    let cred = emu.list_credential(&t, p, s, m, V2025);
+    let (out, _) = oras.pull(
+        &registry_ref(&emu, "nf-manifest/nf-image:2.0.0"),
+        m,
+        cred["acrToken"].as_str().unwrap(),
+    );
+    assert!(!out.status.success(), "untagged on delete: {}", show(&out));
+    assert!(
+        show(&out).to_lowercase().contains("not found"),
+        "the tag is gone, not refused: {}",
+        show(&out)
+    );
 }
 
 #[test]

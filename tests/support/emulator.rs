@@ -436,13 +436,27 @@ impl Emulator {
         assert!(st == 200 || st == 201, "PUT artifact store: {st} {b}");
     }
 
-    /// PUTs manifest `manifest` listing `artifacts` as (name, type, version).
+    /// PUTs manifest `manifest` listing `artifacts` as (name, type, version), with
+    /// api-version 2023-09-01.
     pub fn create_manifest(
         &self,
         publisher: &str,
         store: &str,
         manifest: &str,
         artifacts: &[(&str, &str, &str)],
+    ) {
+        self.create_manifest_with(publisher, store, manifest, artifacts, V2023);
+    }
+
+    /// [`Emulator::create_manifest`] with api-version `api_version`: a manifest created
+    /// with 2025-03-30 keeps its artifacts in `<manifest>/<artifact>`.
+    pub fn create_manifest_with(
+        &self,
+        publisher: &str,
+        store: &str,
+        manifest: &str,
+        artifacts: &[(&str, &str, &str)],
+        api_version: &str,
     ) {
         let list: Vec<Value> = artifacts
             .iter()
@@ -453,7 +467,7 @@ impl Emulator {
         let (st, _, b) = self.arm(
             Method::PUT,
             &self.manifest_id(publisher, store, manifest),
-            V2023,
+            api_version,
             Some(&json!({"location": "eastus", "properties": {"artifacts": list}})),
         );
         assert!(st == 200 || st == 201, "PUT artifact manifest: {st} {b}");

@@ -1,15 +1,14 @@
 //! The ARM operations: resource CRUD, collection lists, listCredential, updateState and
 //! operation polls.
 
-use super::MANIFEST_SCOPED_REPOSITORIES_FROM;
 use super::auth::{self, Principal};
 use super::error::ArmError;
-use super::route::{Action, PollKind, Route};
+use super::route::{Action, Route};
 use crate::app::{App, lock};
 use crate::config::RuntimeConfig;
 use crate::credentials::Grant;
-use crate::operations::{Operation, PollState};
-use crate::resources::{PutBody, PutOutcome, Resource, ResourceId, StoreType};
+use crate::operations::{self, Effect, Operation, PollState, PollStyle};
+use crate::resources::{PutBody, PutOutcome, Resource, ResourceId, StoreType, Writer};
 use crate::secret::Secret;
 use crate::time_fmt;
 use axum::Json;
@@ -45,8 +44,8 @@ pub fn serve(
             )?;
             match *method {
                 Method::GET => get(app, &id),
-                Method::PUT => put(app, &id, body),
-                _ => delete(app, &id),
+                Method::PUT => put(app, who, &id, api_version, body),
+                _ => delete(app, cfg, &id),
             }
         }
         Route::Collection {
@@ -72,24 +71,24 @@ pub fn serve(
             auth::authorize(cfg, who, action.rbac(), &id.to_string())?;
             match action {
                 Action::ListCredential => list_credential(app, cfg, &id, api_version),
-                Action::UpdateState => update_state(app, cfg, &id, api_version, body),
+                Action::UpdateState => update_state(app, cfg, &id, body),
             }
         }
-        Route::Operation {
-            subscription,
-            id,
-            kind,
-        } => {
+        Route::Operation { id } => {
             if method != Method::GET {
                 return Err(method_not_allowed(method));
             }
+            let subscription = lock(&app.operations)
+                .get(&id)
+                .map(|op| op.subscription.clone())
+                .ok_or_else(|| operation_not_found(&id))?;
             auth::authorize(
                 cfg,
                 who,
-                "Microsoft.HybridNetwork/locations/operationResults/read",
+                "Microsoft.HybridNetwork/locations/operationStatuses/read",
                 &format!("/subscriptions/{subscription}"),
             )?;
-            poll(app, &id, kind, api_version)
+            poll(app, &id)
         }
     }
 }
@@ -110,7 +109,16 @@ fn get(app: &App, id: &ResourceId) -> Result<Response, ArmError> {
     Ok(Json(res.to_json()).into_response())
 }
 
-fn put(app: &App, id: &ResourceId, body: &[u8]) -> Result<Response, ArmError> {
+/// PUT: 200 with the resource when it existed; 201 with the resource and an
+/// `Azure-AsyncOperation` header when it is new (the spec's long-running create, its
+/// final state via that operation).
+fn put(
+    app: &App,
+    who: &Principal,
+    id: &ResourceId,
+    api_version: &str,
+    body: &[u8],
+) -> Result<Response, ArmError> {
     let body: PutBody = if body.iter().all(u8::is_ascii_whitespace) {
         PutBody::default()
     } else {
@@ -121,37 +129,106 @@ fn put(app: &App, id: &ResourceId, body: &[u8]) -> Result<Response, ArmError> {
             )
         })?
     };
-    let (outcome, res) = lock(&app.resources).put(id, body, false)?;
-    let status = match outcome {
-        PutOutcome::Created => StatusCode::CREATED,
-        PutOutcome::Updated => StatusCode::OK,
+    let writer = Writer {
+        api_version,
+        principal: &who.client_id,
+        seeded: false,
     };
-    tracing::info!(id = %res.id, created = (outcome == PutOutcome::Created), "resource written");
-    Ok((status, Json(res.to_json())).into_response())
+    let (outcome, res) = lock(&app.resources).put(id, body, writer)?;
+    tracing::info!(id = %res.id, created = (outcome == PutOutcome::Created), api_version, "resource written");
+    if outcome == PutOutcome::Updated {
+        return Ok((StatusCode::OK, Json(res.to_json())).into_response());
+    }
+    let url = start(
+        app,
+        &res.id,
+        &res.location,
+        Effect::Created,
+        PollStyle::AsyncOperation,
+        0,
+    );
+    let mut resp = (StatusCode::CREATED, Json(res.to_json())).into_response();
+    if let Ok(v) = HeaderValue::from_str(&url) {
+        resp.headers_mut().insert("azure-asyncoperation", v);
+    }
+    Ok(resp)
 }
 
-fn delete(app: &App, id: &ResourceId) -> Result<Response, ArmError> {
-    let existed = lock(&app.resources).delete(id);
-    if existed {
-        let revoked = if id.manifest.is_some() {
-            lock(&app.credentials).revoke(Some(id))
-        } else {
-            0
-        };
-        tracing::info!(id = %id, revoked_credentials = revoked, "resource deleted");
-        Ok(StatusCode::OK.into_response())
+/// DELETE: 202 with a `Location` to poll when the resource existed (the spec's
+/// long-running delete, final state via location), 204 when it did not. Deleting a
+/// manifest revokes its credentials, and one created with api-version 2025-03-30 or later
+/// also untags its artifacts in the registry.
+fn delete(app: &App, cfg: &RuntimeConfig, id: &ResourceId) -> Result<Response, ArmError> {
+    let existing = lock(&app.resources).get(id).cloned();
+    let Some(existing) = existing else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    let untag: Vec<(String, String)> = if existing.untags_on_delete() {
+        existing
+            .artifacts()
+            .iter()
+            .map(|a| {
+                (
+                    existing.repository(&a.artifact_name),
+                    a.artifact_version.clone(),
+                )
+            })
+            .collect()
     } else {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    }
+        Vec::new()
+    };
+    lock(&app.resources).delete(id);
+    let revoked = if id.manifest.is_some() {
+        lock(&app.credentials).revoke(Some(id))
+    } else {
+        0
+    };
+    let untagged = untag
+        .iter()
+        .filter(|(repo, tag)| app.untag(repo, tag))
+        .count();
+    tracing::info!(id = %id, revoked_credentials = revoked, untagged, "resource deleted");
+    let url = start(
+        app,
+        &existing.id,
+        &existing.location,
+        Effect::Deleted,
+        PollStyle::Location,
+        cfg.update_state_polls,
+    );
+    Ok(accepted(&url))
 }
 
-/// Repository of an artifact as listCredential names it for `api_version`.
-pub fn repository(api_version: &str, manifest: &str, artifact: &str) -> String {
-    if api_version >= MANIFEST_SCOPED_REPOSITORIES_FROM {
-        format!("{}/{artifact}", manifest.to_ascii_lowercase())
-    } else {
-        artifact.to_string()
-    }
+/// Registers a long-running operation on `resource` and returns its URL.
+fn start(
+    app: &App,
+    resource: &ResourceId,
+    location: &str,
+    effect: Effect,
+    style: PollStyle,
+    polls: u32,
+) -> String {
+    let op = Operation {
+        effect,
+        style,
+        subscription: resource.subscription.clone(),
+        location: location.to_ascii_uppercase(),
+        polls_left: polls,
+        started: time_fmt::now(),
+        ended: None,
+        succeeded: false,
+    };
+    let location = op.location.clone();
+    let id = lock(&app.operations).start(op);
+    operations::url(&app.base_url, &location, &id)
+}
+
+fn operation_not_found(id: &str) -> ArmError {
+    ArmError::new(
+        404,
+        "OperationNotFound",
+        format!("The operation '{id}' was not found."),
+    )
 }
 
 fn manifest_and_store(app: &App, id: &ResourceId) -> Result<(Resource, Resource), ArmError> {
@@ -168,6 +245,10 @@ fn manifest_and_store(app: &App, id: &ResourceId) -> Result<(Resource, Resource)
     Ok((manifest, store))
 }
 
+/// `listCredential`: a scoped token for the manifest's repositories (named by the
+/// api-version the manifest was created with), or SAS URIs for a storage account store.
+/// With the `credentialRepositories: blank` knob the answer's `repositories` is `[""]`,
+/// as in every official example; the token's scope is the same.
 fn list_credential(
     app: &App,
     cfg: &RuntimeConfig,
@@ -180,7 +261,13 @@ fn list_credential(
     let artifacts = manifest.artifacts();
     let body = match store.store_type() {
         Some(StoreType::AzureStorageAccount) => {
-            let account = storage_account_name(&store.id);
+            let account = store
+                .properties
+                .get("storageResourceId")
+                .and_then(Value::as_str)
+                .and_then(|id| id.rsplit('/').next())
+                .unwrap_or("storage")
+                .to_string();
             let creds: Vec<Value> = artifacts
                 .iter()
                 .map(|a| {
@@ -199,10 +286,7 @@ fn list_credential(
             json!({
                 "credentialType": "AzureStorageAccountToken",
                 "containerCredentials": creds,
-                "storageResourceId": format!(
-                    "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Storage/storageAccounts/{account}",
-                    store.id.subscription, store.id.resource_group
-                ),
+                "storageAccountId": store.properties.get("storageResourceId").cloned().unwrap_or_default(),
                 "expiry": expiry,
             })
         }
@@ -210,7 +294,7 @@ fn list_credential(
             let manifest_name = manifest.id.name().to_string();
             let mut repositories: Vec<String> = Vec::new();
             for a in &artifacts {
-                let repo = repository(api_version, &manifest_name, &a.artifact_name);
+                let repo = manifest.repository(&a.artifact_name);
                 if !repositories.contains(&repo) {
                     repositories.push(repo);
                 }
@@ -221,12 +305,17 @@ fn list_credential(
                 repositories: repositories.clone(),
                 expires_at,
             });
+            let shown = if cfg.credential_repositories_blank {
+                vec![String::new()]
+            } else {
+                repositories
+            };
             json!({
                 "credentialType": "AzureContainerRegistryScopedToken",
                 "acrServerUrl": app.acr_server(),
                 "username": manifest_name,
                 "acrToken": token.expose(),
-                "repositories": repositories,
+                "repositories": shown,
                 "expiry": expiry,
             })
         }
@@ -236,28 +325,18 @@ fn list_credential(
     Ok(Json(body).into_response())
 }
 
-fn storage_account_name(store: &ResourceId) -> String {
-    let mut name: String = store
-        .name()
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    name.truncate(20);
-    format!("{name}sa")
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct UpdateStateBody {
     artifact_manifest_state: String,
 }
 
+/// `updateState` (only to `Uploaded`): 200 at once with `updateStatePolls: 0`, else 202
+/// with only a `Location` (the official example's answer), polled until done.
 fn update_state(
     app: &App,
     cfg: &RuntimeConfig,
     id: &ResourceId,
-    api_version: &str,
     body: &[u8],
 ) -> Result<Response, ArmError> {
     let req: UpdateStateBody = serde_json::from_slice(body).map_err(|e| {
@@ -286,132 +365,95 @@ fn update_state(
         tracing::info!(manifest = %manifest.id, state = %target, "updateState completed");
         return Ok(Json(json!({ "artifactManifestState": target })).into_response());
     }
-    let op = Operation {
-        manifest: manifest.id.clone(),
-        target_state: target,
-        location: manifest.location.clone(),
-        polls_left: cfg.update_state_polls,
-        started: time_fmt::now(),
-        ended: None,
-        succeeded: false,
-    };
-    let op_id = lock(&app.operations).start(op.clone());
-    tracing::info!(manifest = %manifest.id, operation = %op_id, "updateState accepted");
-    Ok(accepted(
-        &operation_url(app, &op, &op_id, PollKind::Results, api_version),
-        Some(&operation_url(
-            app,
-            &op,
-            &op_id,
-            PollKind::Statuses,
-            api_version,
-        )),
-    ))
+    let url = start(
+        app,
+        &manifest.id,
+        &manifest.location,
+        Effect::UpdateState {
+            manifest: manifest.id.clone(),
+            target_state: target,
+        },
+        PollStyle::Location,
+        cfg.update_state_polls,
+    );
+    tracing::info!(manifest = %manifest.id, "updateState accepted");
+    Ok(accepted(&url))
 }
 
-fn operation_url(
-    app: &App,
-    op: &Operation,
-    op_id: &str,
-    kind: PollKind,
-    api_version: &str,
-) -> String {
-    let segment = match kind {
-        PollKind::Results => "operationResults",
-        PollKind::Statuses => "operationStatuses",
-    };
-    format!(
-        "{}/subscriptions/{}/providers/Microsoft.HybridNetwork/locations/{}/{segment}/{op_id}?api-version={api_version}",
-        app.base_url, op.manifest.subscription, op.location
-    )
-}
-
-fn accepted(location: &str, async_op: Option<&str>) -> Response {
+/// 202 with only a `Location`, as the official examples answer updateState and DELETE.
+fn accepted(location: &str) -> Response {
     let mut resp = StatusCode::ACCEPTED.into_response();
-    let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(location) {
-        h.insert(header::LOCATION, v);
+        resp.headers_mut().insert(header::LOCATION, v);
     }
-    if let Some(Ok(v)) = async_op.map(HeaderValue::from_str) {
-        h.insert("azure-asyncoperation", v);
-    }
-    h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     resp
 }
 
-fn poll(app: &App, op_id: &str, kind: PollKind, api_version: &str) -> Result<Response, ArmError> {
+/// One poll of operation `op_id`, answered as the header that named it asks: a
+/// `Location` 202 without a new `Location` while running, then the final answer (200
+/// `{"artifactManifestState": ...}` for updateState, 204 for a DELETE, 200 for a PUT); an
+/// `Azure-AsyncOperation` 200 with the status.
+fn poll(app: &App, op_id: &str) -> Result<Response, ArmError> {
     let polled = lock(&app.operations).poll(op_id);
     let Some((mut op, completes)) = polled else {
-        return Err(ArmError::new(
-            404,
-            "OperationNotFound",
-            format!("The operation '{op_id}' was not found."),
-        ));
+        return Err(operation_not_found(op_id));
     };
     if completes {
-        let ok = lock(&app.resources).set_manifest_state(&op.manifest, &op.target_state);
+        let ok = match &op.effect {
+            Effect::UpdateState {
+                manifest,
+                target_state,
+            } => lock(&app.resources).set_manifest_state(manifest, target_state),
+            Effect::Created | Effect::Deleted => true,
+        };
         let ended = time_fmt::now();
         lock(&app.operations).finish(op_id, ok, ended.clone());
         op.ended = Some(ended);
         op.succeeded = ok;
-        tracing::info!(manifest = %op.manifest, operation = %op_id, state = %op.target_state, succeeded = ok, "updateState completed");
+        tracing::info!(operation = %op_id, effect = ?op.effect, succeeded = ok, "operation completed");
     }
-    let status_body = |status: &str| {
+    let state = op.state();
+    if op.style == PollStyle::AsyncOperation {
+        let status = match state {
+            PollState::InProgress => "InProgress",
+            PollState::Done(true) => "Succeeded",
+            PollState::Done(false) => "Failed",
+        };
         let mut v = json!({
-            "id": operation_url(app, &op, op_id, PollKind::Statuses, api_version),
+            "id": operations::url(&app.base_url, &op.location, op_id),
             "name": op_id,
             "status": status,
             "startTime": op.started,
         });
-        if let (Some(end), Some(obj)) = (&op.ended, v.as_object_mut()) {
-            obj.insert("endTime".into(), json!(end));
-        }
-        v
-    };
-    Ok(match (kind, op.state()) {
-        (PollKind::Results, PollState::InProgress) => accepted(
-            &operation_url(app, &op, op_id, PollKind::Results, api_version),
-            None,
-        ),
-        (PollKind::Results, PollState::Done(true)) => {
-            Json(json!({ "artifactManifestState": op.target_state })).into_response()
-        }
-        (PollKind::Results, PollState::Done(false)) => {
-            return Err(ArmError::not_found(&op.manifest));
-        }
-        (PollKind::Statuses, PollState::InProgress) => {
-            let mut resp = Json(status_body("InProgress")).into_response();
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            resp
-        }
-        (PollKind::Statuses, PollState::Done(true)) => {
-            Json(status_body("Succeeded")).into_response()
-        }
-        (PollKind::Statuses, PollState::Done(false)) => {
-            let mut v = status_body("Failed");
-            if let Some(obj) = v.as_object_mut() {
+        if let Some(obj) = v.as_object_mut() {
+            if let Some(end) = &op.ended {
+                obj.insert("endTime".into(), json!(end));
+            }
+            if state == PollState::Done(false) {
                 obj.insert(
                     "error".into(),
-                    json!({"code": "ResourceNotFound", "message": "The artifact manifest was deleted before the operation completed."}),
+                    json!({"code": "ResourceNotFound", "message": "The resource was deleted before the operation completed."}),
                 );
             }
-            Json(v).into_response()
+        }
+        return Ok(Json(v).into_response());
+    }
+    Ok(match (state, &op.effect) {
+        (PollState::InProgress, _) => StatusCode::ACCEPTED.into_response(),
+        (PollState::Done(true), Effect::UpdateState { target_state, .. }) => {
+            Json(json!({ "artifactManifestState": target_state })).into_response()
+        }
+        (PollState::Done(true), Effect::Deleted) => StatusCode::NO_CONTENT.into_response(),
+        (PollState::Done(true), Effect::Created) => StatusCode::OK.into_response(),
+        (PollState::Done(false), Effect::UpdateState { manifest, .. }) => {
+            return Err(ArmError::not_found(manifest));
+        }
+        (PollState::Done(false), _) => {
+            return Err(ArmError::new(
+                500,
+                "OperationFailed",
+                format!("The operation '{op_id}' failed."),
+            ));
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn repository_naming_follows_the_api_version() {
-        assert_eq!(repository("2023-09-01", "Contoso-Manifest", "cnf"), "cnf");
-        assert_eq!(repository("2024-04-15", "m", "cnf"), "cnf");
-        assert_eq!(
-            repository("2025-03-30", "Contoso-Manifest", "cnf"),
-            "contoso-manifest/cnf"
-        );
-    }
 }

@@ -19,7 +19,9 @@ use std::sync::Arc;
 /// api-versions of `Microsoft.HybridNetwork` the emulator serves.
 pub const API_VERSIONS: &[&str] = &["2023-09-01", "2024-04-15", "2025-03-30"];
 
-/// From this api-version on, artifacts live under `<manifestName>/<artifactName>`.
+/// Manifests created with this api-version or a later one keep their artifacts under
+/// `<manifestName>/<artifactName>`, untag them when deleted (Microsoft's resource
+/// clean-up documentation); the api-version of later requests does not matter.
 pub const MANIFEST_SCOPED_REPOSITORIES_FROM: &str = "2025-03-30";
 
 /// Entry point for `/subscriptions/...`.
@@ -71,8 +73,15 @@ fn dispatch(
     }
     let principal = auth::authenticate(app, headers)
         .inspect_err(|_| lock(&app.stats).arm_auth_failures += 1)?;
-    let api_version = api_version(uri)?;
-    let Some(route) = route::parse(uri.path()) else {
+    let route = route::parse(uri.path());
+    // Operation URLs carry the api-version of the examples' operation URLs.
+    let versions: &[&str] = if matches!(route, Some(route::Route::Operation { .. })) {
+        &[crate::operations::OPERATION_API_VERSION]
+    } else {
+        API_VERSIONS
+    };
+    let api_version = api_version(uri, versions)?;
+    let Some(route) = route else {
         return Err(ArmError::new(
             404,
             "InvalidResourceType",
@@ -84,7 +93,8 @@ fn dispatch(
     handlers::serve(app, &cfg, &principal, method, route, &api_version, body)
 }
 
-fn api_version(uri: &Uri) -> Result<String, ArmError> {
+/// The `api-version` query value, one of `versions`.
+fn api_version(uri: &Uri, versions: &[&str]) -> Result<String, ArmError> {
     let query = uri.query().unwrap_or("");
     let Some(v) = url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "api-version")
@@ -94,21 +104,16 @@ fn api_version(uri: &Uri) -> Result<String, ArmError> {
             "MissingApiVersionParameter",
             format!(
                 "The api-version query parameter (?api-version=) is required for all requests. Supported versions: '{}'.",
-                API_VERSIONS.join(",")
+                versions.join(",")
             ),
         ));
     };
-    if !API_VERSIONS.contains(&v.as_str()) {
+    if !versions.contains(&v.as_str()) {
         return Err(ArmError::bad_request(
             "InvalidApiVersionParameter",
             format!(
                 "The api-version '{v}' is invalid. The supported versions are '{}'.",
-                API_VERSIONS
-                    .iter()
-                    .rev()
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(",")
+                versions.iter().rev().copied().collect::<Vec<_>>().join(",")
             ),
         ));
     }

@@ -26,15 +26,6 @@ impl Action {
     }
 }
 
-/// The two ways to poll a long-running operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PollKind {
-    /// `Location` → `operationResults` (202 until done, then 200).
-    Results,
-    /// `Azure-AsyncOperation` → `operationStatuses` (200 with a `status`).
-    Statuses,
-}
-
 /// A parsed ARM path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -51,40 +42,47 @@ pub enum Route {
     },
     /// A POST action on a manifest.
     Action(ResourceId, Action),
-    /// An operation poll.
+    /// An operation poll: `/providers/Microsoft.HybridNetwork/locations/<loc>/operationStatuses/<id>`
+    /// (the examples' form), also under `/subscriptions/<sub>` and as `operationResults`.
     Operation {
-        /// Subscription in the path.
-        subscription: String,
         /// Operation id.
         id: String,
-        /// Which URL was used.
-        kind: PollKind,
     },
 }
 
 /// Parses a request path; `None` for paths the emulated provider does not serve.
+/// Segments are percent-decoded first (`%41` is `A`); one that does not decode to UTF-8
+/// matches nothing.
 pub fn parse(path: &str) -> Option<Route> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let decoded: Vec<String> = path
+        .trim_matches('/')
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .ok()
+                .map(|d| d.into_owned())
+        })
+        .collect::<Option<_>>()?;
+    let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    let operation = |ops: &str, id: &str| {
+        (eq(ops, "operationStatuses") || eq(ops, "operationResults"))
+            .then(|| Route::Operation { id: id.to_string() })
+    };
     match segs.as_slice() {
-        [s, sub, p, ns, l, _loc, ops, id]
+        [p, ns, l, _loc, ops, id]
+            if eq(p, "providers") && eq(ns, NAMESPACE) && eq(l, "locations") =>
+        {
+            return operation(ops, id);
+        }
+        [s, _sub, p, ns, l, _loc, ops, id]
             if eq(s, "subscriptions")
                 && eq(p, "providers")
                 && eq(ns, NAMESPACE)
                 && eq(l, "locations") =>
         {
-            let kind = if eq(ops, "operationResults") {
-                PollKind::Results
-            } else if eq(ops, "operationStatuses") {
-                PollKind::Statuses
-            } else {
-                return None;
-            };
-            return Some(Route::Operation {
-                subscription: sub.to_string(),
-                id: id.to_string(),
-                kind,
-            });
+            return operation(ops, id);
         }
         [s, sub, r, rg, p, ns, pubs]
             if eq(s, "subscriptions")
@@ -147,6 +145,19 @@ mod tests {
             Some(Route::Action(_, Action::UpdateState))
         ));
         assert!(parse(&format!("{M}/other")).is_none());
+        // Percent-encoded segments are decoded; a name may not hide a '/' that way.
+        assert_eq!(
+            parse(
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.HybridNetwork/publishers/p/artifactStores/st/artifactManifests/m%2Dx"
+            ),
+            parse(
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.HybridNetwork/publishers/p/artifactStores/st/artifactManifests/m-x"
+            )
+        );
+        assert!(
+            parse("/subscriptions/s/resourceGroups/rg/providers/Microsoft.HybridNetwork/publishers/p/artifactStores/st/artifactManifests/a%2Fb")
+                .is_none()
+        );
         let Some(Route::Collection { kind, prefix, .. }) = parse(
             "/subscriptions/s/resourceGroups/rg/providers/Microsoft.HybridNetwork/publishers/p/artifactStores/st/artifactManifests",
         ) else {
@@ -163,15 +174,19 @@ mod tests {
                 ..
             })
         ));
-        assert!(matches!(
-            parse(
-                "/subscriptions/s/providers/Microsoft.HybridNetwork/locations/eastus/operationResults/abc"
-            ),
-            Some(Route::Operation {
-                kind: PollKind::Results,
-                ..
-            })
-        ));
+        for path in [
+            "/providers/microsoft.hybridnetwork/locations/EASTUS2EUAP/operationStatuses/0b37c625-7e7c-49c5-b86e-c817c85acb5d*B77A",
+            "/subscriptions/s/providers/Microsoft.HybridNetwork/locations/eastus/operationResults/0b37c625-7e7c-49c5-b86e-c817c85acb5d*B77A",
+        ] {
+            assert_eq!(
+                parse(path),
+                Some(Route::Operation {
+                    id: "0b37c625-7e7c-49c5-b86e-c817c85acb5d*B77A".into()
+                }),
+                "{path}"
+            );
+        }
+        assert!(parse("/providers/Microsoft.HybridNetwork/locations/eastus/other/abc").is_none());
         assert!(
             parse("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Other/publishers/p")
                 .is_none()

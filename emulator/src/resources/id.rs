@@ -111,8 +111,15 @@ impl ResourceId {
 /// actions).
 pub fn parse_segments<'a>(segs: &'a [&'a str]) -> Option<(ResourceId, &'a [&'a str])> {
     let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
-    let valid =
-        |name: &str| !name.is_empty() && name.len() <= 128 && !name.contains(['?', '#', '%']);
+    // Names arrive percent-decoded: none may be empty, hold a '/' (it would make another
+    // path), whitespace or control characters; the rules of each kind are checked on PUT.
+    let valid = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 128
+            && !name
+                .chars()
+                .any(|c| c == '/' || c.is_whitespace() || c.is_control())
+    };
     match segs {
         [s, sub, r, rg, p, ns, pubs, publisher, rest @ ..]
             if eq(s, "subscriptions")

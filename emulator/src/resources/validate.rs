@@ -63,24 +63,72 @@ fn canonical<'a>(value: &str, allowed: &[&'a str]) -> Option<&'a str> {
         .find(|a| a.eq_ignore_ascii_case(value))
 }
 
-/// Validates and normalizes the properties of a PUT.
+/// Refuses a PUT whose name breaks the specification's pattern for its kind:
+/// `publisherName` and `artifactStoreName` `^[a-zA-Z0-9][a-zA-Z0-9_-]*$`,
+/// `artifactManifestName` `^[^\s]*[^\s]+[^\s]*$`, each at most 64 characters.
+pub fn name(id: &super::ResourceId) -> Result<(), ArmError> {
+    let arm_name = |n: &str| {
+        n.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    let (what, name, ok, rule) = match id.kind() {
+        Kind::Publisher => (
+            "publisher",
+            id.publisher.as_str(),
+            arm_name(&id.publisher),
+            "^[a-zA-Z0-9][a-zA-Z0-9_-]*$",
+        ),
+        Kind::ArtifactStore => {
+            let n = id.store.as_deref().unwrap_or_default();
+            (
+                "artifact store",
+                n,
+                arm_name(n),
+                "^[a-zA-Z0-9][a-zA-Z0-9_-]*$",
+            )
+        }
+        Kind::ArtifactManifest => {
+            let n = id.manifest.as_deref().unwrap_or_default();
+            (
+                "artifact manifest",
+                n,
+                !n.is_empty() && !n.chars().any(char::is_whitespace),
+                "^[^\\s]*[^\\s]+[^\\s]*$",
+            )
+        }
+    };
+    if !ok || name.chars().count() > 64 {
+        return Err(ArmError::bad_request(
+            "InvalidResourceName",
+            format!(
+                "The {what} name '{name}' is invalid: it must match {rule} and be at most 64 characters."
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Validates and normalizes the properties of a PUT of resource `id`.
 pub fn properties(
-    kind: Kind,
+    id: &super::ResourceId,
+    location: &str,
     mut props: Map<String, Value>,
     existing: Option<&Resource>,
     parent: Option<&Resource>,
     seeded: bool,
 ) -> Result<Map<String, Value>, ArmError> {
-    match kind {
+    match id.kind() {
         Kind::Publisher => {
             let scope = props
                 .get("scope")
                 .and_then(Value::as_str)
                 .unwrap_or("Private");
-            let Some(scope) = canonical(scope, &["Private", "Public"]) else {
+            // `PublisherScope` of the specification: Unknown | Private.
+            let Some(scope) = canonical(scope, &["Private", "Unknown"]) else {
                 return Err(ArmError::bad_request(
                     "InvalidParameter",
-                    "properties.scope must be Private or Public.",
+                    format!("properties.scope '{scope}' is not supported: use Private."),
                 ));
             };
             props.insert("scope".into(), scope.into());
@@ -117,12 +165,47 @@ pub fn properties(
             props
                 .entry("replicationStrategy")
                 .or_insert_with(|| "SingleReplication".into());
+            // The managed resource group AOSM creates for the backing registry or
+            // storage account: the one given, else one named after the store.
+            let store = id.store.as_deref().unwrap_or_default();
+            let mrg = existing
+                .and_then(|e| {
+                    e.properties
+                        .get("managedResourceGroupConfiguration")
+                        .cloned()
+                })
+                .or_else(|| props.get("managedResourceGroupConfiguration").cloned())
+                .unwrap_or_else(|| {
+                    serde_json::json!({
+                        "name": format!("{}-{store}-mrg", id.publisher),
+                        "location": location,
+                    })
+                });
+            let mrg_name = mrg
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("mrg")
+                .to_string();
+            props.insert("managedResourceGroupConfiguration".into(), mrg);
+            // Read-only: the backing resource.
+            let backing = backing_name(&id.publisher, store);
+            let storage_id = match store_type {
+                StoreType::AzureContainerRegistry => format!(
+                    "/subscriptions/{}/resourceGroups/{mrg_name}/providers/Microsoft.ContainerRegistry/registries/{backing}",
+                    id.subscription
+                ),
+                StoreType::AzureStorageAccount => format!(
+                    "/subscriptions/{}/resourceGroups/{mrg_name}/providers/Microsoft.Storage/storageAccounts/{backing}",
+                    id.subscription
+                ),
+            };
+            props.insert("storageResourceId".into(), storage_id.into());
         }
         Kind::ArtifactManifest => {
             let store_type = parent
                 .and_then(Resource::store_type)
                 .unwrap_or(StoreType::AzureContainerRegistry);
-            let artifacts = artifacts(props.get("artifacts"), store_type)?;
+            let artifacts = artifacts(props.get("artifacts"), store_type, seeded)?;
             props.insert(
                 "artifacts".into(),
                 serde_json::to_value(artifacts).unwrap_or_default(),
@@ -148,7 +231,25 @@ pub fn properties(
     Ok(props)
 }
 
-fn artifacts(value: Option<&Value>, store_type: StoreType) -> Result<Vec<Artifact>, ArmError> {
+/// The name of a store's backing registry or storage account: letters and digits of the
+/// publisher and store, lower case, at most 24 (what both resource types allow).
+pub fn backing_name(publisher: &str, store: &str) -> String {
+    let mut name: String = format!("{publisher}{store}")
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    name.truncate(22);
+    format!("{name}cr")
+}
+
+/// The artifacts of a manifest PUT. A seeded manifest may list any non-empty version
+/// (a store filled by other means, as the official example lists `v1`).
+fn artifacts(
+    value: Option<&Value>,
+    store_type: StoreType,
+    seeded: bool,
+) -> Result<Vec<Artifact>, ArmError> {
     let Some(list) = value.and_then(Value::as_array).filter(|l| !l.is_empty()) else {
         return Err(ArmError::bad_request(
             "InvalidParameter",
@@ -191,6 +292,7 @@ fn artifacts(value: Option<&Value>, store_type: StoreType) -> Result<Vec<Artifac
                 (version_ok(&a.artifact_version, '-'), "A-B-C, e.g. 1-0-0")
             }
         };
+        let ok = ok || (seeded && !a.artifact_version.trim().is_empty());
         if !ok {
             return Err(ArmError::bad_request(
                 "InvalidParameter",

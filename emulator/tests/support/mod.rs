@@ -249,7 +249,7 @@ impl Emulator {
     }
 
     /// Creates publisher `p`, store `s` (ACR) and manifest `m` listing `artifacts`
-    /// (name, version) as OCIArtifact.
+    /// (name, version) as OCIArtifact, with api-version 2023-09-01.
     pub fn create_manifest(
         &self,
         token: &str,
@@ -257,6 +257,19 @@ impl Emulator {
         s: &str,
         m: &str,
         artifacts: &[(&str, &str)],
+    ) {
+        self.create_manifest_with(token, p, s, m, artifacts, V2023);
+    }
+
+    /// [`Emulator::create_manifest`], the manifest created with `api_version`.
+    pub fn create_manifest_with(
+        &self,
+        token: &str,
+        p: &str,
+        s: &str,
+        m: &str,
+        artifacts: &[(&str, &str)],
+        api_version: &str,
     ) {
         let (st, _, b) = self.arm_with(
             Some(token),
@@ -282,7 +295,7 @@ impl Emulator {
             Some(token),
             Method::PUT,
             &manifest_id(p, s, m),
-            V2023,
+            api_version,
             Some(json!({"location": "eastus", "properties": {"artifacts": list}})),
         );
         assert_eq!(st, 201, "{b}");
