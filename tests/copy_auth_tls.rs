@@ -294,6 +294,7 @@ fn tls_with_basic_auth_on_both_sides() {
     let opts = RegistryOptions {
         basic_auth: Some((USER.into(), PASSWORD.into())),
         tls: true,
+        ..Default::default()
     };
     let (src, dst) = (
         Registry::start_with(opts.clone()),
@@ -409,6 +410,7 @@ fn push_to_a_tls_registry_with_basic_auth() {
     let dst = Registry::start_with(RegistryOptions {
         basic_auth: Some((USER.into(), PASSWORD.into())),
         tls: true,
+        ..Default::default()
     });
     let file = env.write("nf/template.json", br#"{"resources":[]}"#);
     let out = env
