@@ -45,6 +45,61 @@ fn faults_at_the_source_are_retried() {
     );
 }
 
+/// A registry that refuses request bodies above about 20 MB with 413, as Azure Container
+/// Registry does: an upload asked for in one 64 MiB request continues in chunks it takes.
+#[test]
+fn a_413_for_a_large_body_switches_the_upload_to_chunks() {
+    let env = TestEnv::new();
+    let (src, dst) = (Registry::start(), Registry::start());
+    let image = fixtures::push_image(
+        &env,
+        &src,
+        "apps/big:1",
+        &[24 * 1024 * 1024],
+        Flavor::Oci,
+        None,
+    );
+    const ACR_LIMIT: u64 = 20 * 1000 * 1000;
+    let proxy = FaultProxy::start(
+        &dst,
+        ProxyConfig {
+            max_request_body: Some(ACR_LIMIT),
+            ..Default::default()
+        },
+    );
+    let out = env
+        .copy(
+            &src,
+            "apps/big:1",
+            &proxy,
+            "mirror/big:1",
+            ["--chunk-size", "67108864"],
+        )
+        .run();
+    let summary = Summary::parse(&out);
+    assert_eq!(summary.digest, image.digest);
+    assert_eq!(env.crane_digest(&dst, "mirror/big:1"), image.digest);
+    for blob in image.blobs() {
+        assert!(dst.blob_exists("mirror/big", &blob));
+    }
+    let requests = proxy.requests();
+    let refused: Vec<_> = requests.iter().filter(|r| r.status == Some(413)).collect();
+    assert!(
+        !refused.is_empty(),
+        "nothing was large enough to refuse: {requests:#?}"
+    );
+    assert!(
+        refused.iter().all(|r| r.path.contains("/blobs/uploads/")),
+        "{refused:#?}"
+    );
+    let uploads_after = requests
+        .iter()
+        .skip_while(|r| r.status != Some(413))
+        .filter(|r| r.path.contains("/blobs/uploads/") && r.status.is_some_and(|s| s < 300))
+        .count();
+    assert!(uploads_after >= 2, "continued in chunks: {requests:#?}");
+}
+
 #[test]
 fn faults_at_the_destination_are_retried() {
     let env = TestEnv::new();

@@ -57,6 +57,9 @@ pub struct ProxyConfig {
     /// [`FaultProxy::release_stalls`] (or the proxy is dropped).
     pub stall_blobs: Vec<String>,
     pub stall_after: u64,
+    /// Refuse requests whose `Content-Length` is above this with 413, not forwarded, as
+    /// Azure Container Registry does above about 20 MB.
+    pub max_request_body: Option<u64>,
 }
 
 impl ProxyConfig {
@@ -322,6 +325,20 @@ async fn handle(
             return Err("test proxy: injected connection drop".into());
         }
         _ => {}
+    }
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let (Some(max), Some(len)) = (config.max_request_body, announced)
+        && len > max
+    {
+        record.status = Some(413);
+        log(record);
+        let mut resp = injected(StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID");
+        resp.headers_mut().remove(header::RETRY_AFTER);
+        return Ok(resp);
     }
 
     let (mut parts, body) = req.into_parts();
