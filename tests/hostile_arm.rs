@@ -811,3 +811,83 @@ spec:
         "peak RSS {rss} KiB is above the bound {RSS_BOUND_KIB} KiB\n{out}"
     );
 }
+
+// ----- answers that are transient in ARM ---------------------------------------------------
+
+/// Answers the store GET with `first` on its first `times` requests, as ARM would after.
+fn arm_store_answering(first: Reply, times: usize) -> (ScriptedArm, Arc<AtomicU64>) {
+    let store_gets = Arc::new(AtomicU64::new(0));
+    let count = store_gets.clone();
+    let arm = ScriptedArm::https(move |seen: &Seen| {
+        let path = seen.path.split('?').next().unwrap_or_default();
+        if path.ends_with(&format!("/artifactStores/{STORE}")) {
+            if (count.fetch_add(1, Ordering::SeqCst) as usize) < times {
+                return first.clone();
+            }
+            return store_answer();
+        }
+        Reply::json(
+            404,
+            json!({"error": {"code": "NotFound", "message": "no such thing"}}),
+        )
+    });
+    (arm, store_gets)
+}
+
+/// ARM answers 409 Conflict while another operation on the resource runs: retried with
+/// backoff, never a permanent failure.
+#[test]
+fn arm_409_conflict_is_retried_until_it_passes() {
+    let (arm, gets) = arm_store_answering(
+        Reply::json(
+            409,
+            json!({"error": {"code": "AnotherOperationInProgress", "message": "Another operation is in progress."}}),
+        ),
+        2,
+    );
+    let exec = executor();
+    let store = arm.store_at(store_id(PUBLISHER, STORE), V2023);
+    let store_type = bounded(exec.store_type(&store)).expect("retried past the 409s");
+    assert_eq!(store_type, "AzureContainerRegistry");
+    assert_eq!(gets.load(Ordering::SeqCst), 3);
+}
+
+/// ARM answers 401 to a token (expired, or ARM's clock ahead of ours): the client asks
+/// Entra ID for a fresh token at once and sends the request again.
+#[test]
+fn arm_401_is_retried_with_a_fresh_token() {
+    let (arm, gets) = arm_store_answering(
+        Reply::json(
+            401,
+            json!({"error": {"code": "ExpiredAuthenticationToken", "message": "The access token expiry UTC time is earlier than current UTC time."}}),
+        ),
+        1,
+    );
+    let exec = executor();
+    let store = arm.store_at(store_id(PUBLISHER, STORE), V2023);
+    let store_type = bounded(exec.store_type(&store)).expect("retried with a fresh token");
+    assert_eq!(store_type, "AzureContainerRegistry");
+    assert_eq!(gets.load(Ordering::SeqCst), 2);
+    assert_eq!(arm.token_requests(), 2, "a second token was asked for");
+    assert_arm_saw_the_token(&arm);
+}
+
+/// A 401 that does not go away is reported as transient (the controller keeps retrying
+/// with backoff and says so), never as a permanent refusal.
+#[test]
+fn arm_401_that_persists_is_transient() {
+    let (arm, _) = arm_store_answering(
+        Reply::json(
+            401,
+            json!({"error": {"code": "InvalidAuthenticationToken", "message": "The access token is invalid."}}),
+        ),
+        usize::MAX,
+    );
+    let exec = executor();
+    let store = arm.store_at(store_id(PUBLISHER, STORE), V2023);
+    let err = bounded(exec.store_type(&store)).expect_err("401 every time");
+    assert!(err.is_transient(), "{err}");
+    assert_eq!(err.reason, Reason::TransientFailure);
+    assert!(err.message.contains("InvalidAuthenticationToken"), "{err}");
+    assert!(!err.message.contains(ARM_TOKEN));
+}

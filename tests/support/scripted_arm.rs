@@ -230,6 +230,17 @@ impl ScriptedArm {
             .count()
     }
 
+    /// Entra ID token requests seen (each fresh ARM token is one).
+    pub fn token_requests(&self) -> usize {
+        self.shared
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|s| s.path.contains("/oauth2/"))
+            .count()
+    }
+
     pub fn served(&self) -> u64 {
         self.shared.served.load(Ordering::Relaxed)
     }
