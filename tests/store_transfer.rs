@@ -22,7 +22,8 @@ const MIB: usize = 1024 * 1024;
 fn pushes_an_image_from_a_plain_registry_into_the_store() {
     let env = TestEnv::new();
     let src = Registry::start();
-    // One layer above the 16 MiB chunk size the library uses for stores (ACR limit).
+    // One layer above ACR's ~20 MB request limit, which the emulator's ACR front enforces
+    // with 413: store uploads go in 16 MiB chunks, so no request meets it.
     let image = fixtures::push_image(
         &env,
         &src,
@@ -49,6 +50,11 @@ fn pushes_an_image_from_a_plain_registry_into_the_store() {
     assert_eq!(outcome.artifact_type, "OCIArtifact");
     assert_eq!(outcome.destination_ref, emu.reference("contoso-cnf:1.0.0"));
     assert_eq!(outcome.summary.blobs_copied, 3, "{:?}", outcome.summary);
+    let front = &emu.stats()["acrFront"];
+    assert_eq!(
+        front["tooLarge"], 0,
+        "no upload request above the limit: {front}"
+    );
 
     // Independent checks with the scoped credential.
     let cred = emu.list_credential(m, V2023);
@@ -194,6 +200,12 @@ fn pulls_from_the_store_into_a_local_registry() {
     assert_eq!(outcome.artifact_type, "OCIArtifact");
     assert_eq!(env.crane_digest(&dst, "mirror/cnf:2.0.0"), digest);
     assert_eq!(env.skopeo_digest(&dst, "mirror/cnf:2.0.0"), digest);
+    // Every blob (config and two layers) came through ACR's 307 to the storage origin,
+    // which never saw the registry credential.
+    let front = &emu.stats()["acrFront"];
+    assert!(front["blobRedirects"].as_u64() >= Some(3), "{front}");
+    assert!(front["storageGets"].as_u64() >= Some(3), "{front}");
+    assert_eq!(front["storageRefusedAuthorization"], 0, "{front}");
 }
 
 #[test]

@@ -112,9 +112,17 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH", env = "AOSM_EMULATOR_REGISTRY_BIN")]
     pub registry_bin: Option<PathBuf>,
 
-    /// Address for the registry; port 0 picks a free port.
+    /// Address of the registry's public (ACR front, HTTPS) listener; port 0 picks a free
+    /// port. The docker-registry itself listens on a loopback port behind it.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     pub registry_listen: SocketAddr,
+
+    /// Host name of the storage origin blob GETs are redirected to (listening on the
+    /// registry's IP, its own port). It must differ from the registry's host name, as
+    /// ACR's storage host does, and be in the certificate. Default: `localhost`, or the
+    /// registry's IP when the registry is advertised as `localhost`.
+    #[arg(long, value_name = "NAME")]
+    pub storage_hostname: Option<String>,
 
     /// Do not start a registry (ARM and token endpoints only; acrServerUrl then points at
     /// the emulator itself).

@@ -5,6 +5,7 @@
 //! repository scope of a manifest's credential.
 
 mod acr;
+mod acr_front;
 mod admin;
 mod app;
 mod arm;

@@ -1,5 +1,6 @@
-//! The real `docker-registry` (distribution 2.8) in token-auth mode with TLS, started on
-//! its own port with its storage in the state dir, and stopped with the emulator.
+//! The real `docker-registry` (distribution 2.8) in token-auth mode, started on a loopback
+//! port behind the ACR front (which terminates TLS), with its storage in the state dir,
+//! and stopped with the emulator. Its token `service` and generated URLs are the front's.
 //!
 //! The child gets `PR_SET_PDEATHSIG(SIGKILL)`, so it dies even if the emulator is killed
 //! with SIGKILL. The kernel sends that signal when the *thread* that spawned the child
@@ -46,10 +47,11 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RegistryErro
 pub struct RegistryOptions {
     /// The binary.
     pub bin: PathBuf,
-    /// Listen address (port 0 = a free port).
+    /// Listen address (port 0 = a free port); plain HTTP, so keep it on loopback.
     pub listen: SocketAddr,
-    /// Host name clients use for it (the port is appended).
-    pub advertise_host: String,
+    /// `host:port` clients use (the ACR front): the token `service` and the origin of
+    /// the URLs the registry generates (upload `Location`s).
+    pub public_host: String,
     /// Directory for config, storage and log.
     pub dir: PathBuf,
     /// Token realm (`https://<emulator>/oauth2/token`).
@@ -58,17 +60,13 @@ pub struct RegistryOptions {
     pub issuer: String,
     /// CA bundle that verifies token `x5c` chains.
     pub root_cert_bundle: PathBuf,
-    /// TLS certificate chain (PEM).
-    pub tls_cert: PathBuf,
-    /// TLS key (PEM).
-    pub tls_key: PathBuf,
 }
 
 /// A running registry.
 pub struct Registry {
     child: Child,
-    /// `host:port` clients use; also the token `service`/`aud`.
-    pub host: String,
+    /// `http://127.0.0.1:PORT` where it listens (for the front only).
+    pub url: String,
     /// Its log file.
     pub log: PathBuf,
 }
@@ -93,24 +91,22 @@ pub fn find_binary(explicit: Option<&Path>) -> Result<PathBuf, RegistryError> {
         })
 }
 
-fn config_yaml(o: &RegistryOptions, addr: SocketAddr, service: &str, secret: &str) -> String {
+fn config_yaml(o: &RegistryOptions, addr: SocketAddr, secret: &str) -> String {
     let q = |p: &Path| yaml_quote(&p.display().to_string());
     format!(
         "version: 0.1\n\
          log:\n  level: info\n  accesslog:\n    disabled: true\n\
          storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n  \
          maintenance:\n    uploadpurging:\n      enabled: false\n\
-         http:\n  addr: {addr}\n  secret: {secret}\n  \
-         tls:\n    certificate: {cert}\n    key: {key}\n  \
+         http:\n  addr: {addr}\n  host: {public_url}\n  secret: {secret}\n  \
          headers:\n    X-Content-Type-Options: [nosniff]\n\
          auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {roots}\n",
         storage = q(&o.dir.join("storage")),
         addr = yaml_quote(&addr.to_string()),
+        public_url = yaml_quote(&format!("https://{}", o.public_host)),
         secret = yaml_quote(secret),
-        cert = q(&o.tls_cert),
-        key = q(&o.tls_key),
         realm = yaml_quote(&o.realm),
-        service = yaml_quote(service),
+        service = yaml_quote(&o.public_host),
         issuer = yaml_quote(&o.issuer),
         roots = q(&o.root_cert_bundle),
     )
@@ -127,7 +123,8 @@ fn free_port(ip: std::net::IpAddr) -> Result<u16, RegistryError> {
         .port())
 }
 
-fn host_port(host: &str, port: u16) -> String {
+/// `host:port`, bracketing an IPv6 literal.
+pub fn host_port(host: &str, port: u16) -> String {
     if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]:{port}")
     } else {
@@ -148,12 +145,12 @@ pub async fn start(o: &RegistryOptions) -> Result<Registry, RegistryError> {
             o.listen.port()
         };
         let addr = SocketAddr::new(o.listen.ip(), port);
-        let host = host_port(&o.advertise_host, port);
+        let url = format!("http://{addr}");
         let secret = crate::secret::Secret::random(24);
         let config = o.dir.join("config.yml");
         crate::files::write_atomic(
             &config,
-            config_yaml(o, addr, &host, secret.expose()).as_bytes(),
+            config_yaml(o, addr, secret.expose()).as_bytes(),
             true,
         )
         .map_err(io(format!("writing {}", config.display())))?;
@@ -179,7 +176,7 @@ pub async fn start(o: &RegistryOptions) -> Result<Registry, RegistryError> {
         let child = cmd
             .spawn()
             .map_err(io(format!("starting {}", o.bin.display())))?;
-        let mut reg = Registry { child, host, log };
+        let mut reg = Registry { child, url, log };
         match reg.wait_ready(addr).await {
             Ok(()) => return Ok(reg),
             Err(text) => {
@@ -274,23 +271,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn config_is_token_auth_with_tls() {
+    fn config_is_token_auth_behind_the_front() {
         let o = RegistryOptions {
             bin: "/bin/true".into(),
             listen: "127.0.0.1:0".parse().unwrap(),
-            advertise_host: "127.0.0.1".into(),
+            public_host: "127.0.0.1:5000".into(),
             dir: "/state/registry".into(),
             realm: "https://127.0.0.1:1/oauth2/token".into(),
             issuer: "aosm-emulator".into(),
             root_cert_bundle: "/state/ca.pem".into(),
-            tls_cert: "/state/server.pem".into(),
-            tls_key: "/state/server.key".into(),
         };
-        let y = config_yaml(&o, "127.0.0.1:5000".parse().unwrap(), "127.0.0.1:5000", "s");
+        let y = config_yaml(&o, "127.0.0.1:6000".parse().unwrap(), "s");
         assert!(y.contains("realm: \"https://127.0.0.1:1/oauth2/token\""));
         assert!(y.contains("service: \"127.0.0.1:5000\""));
+        assert!(y.contains("host: \"https://127.0.0.1:5000\""));
+        assert!(y.contains("addr: \"127.0.0.1:6000\""));
         assert!(y.contains("rootcertbundle: \"/state/ca.pem\""));
-        assert!(y.contains("certificate: \"/state/server.pem\""));
+        assert!(!y.contains("tls:"));
         assert_eq!(host_port("::1", 5), "[::1]:5");
     }
 }

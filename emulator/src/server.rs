@@ -9,7 +9,7 @@ use crate::jwt::JwtKey;
 use crate::pki::{self, GivenTls};
 use crate::registry::{self, Registry, RegistryOptions};
 use crate::secret::Secret;
-use crate::{acr, admin, arm, entra, seed};
+use crate::{acr, acr_front, admin, arm, entra, seed};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -70,6 +70,30 @@ fn advertised_host(hostnames: &[String], ip: IpAddr) -> String {
     }
 }
 
+/// Host name of the storage origin: `given`, else `localhost`, else (when the registry is
+/// `localhost`) the registry's IP. Refused when it equals the registry's host name: HTTP
+/// clients keep `Authorization` on a redirect to the same host name (Go ignores the
+/// port), so the redirect would not be cross-origin as ACR's is.
+fn storage_hostname(given: Option<&str>, registry: &str, ip: IpAddr) -> Result<String, ServeError> {
+    let name = match given {
+        Some(n) => n.to_string(),
+        None if registry.eq_ignore_ascii_case("localhost") => match ip {
+            ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+            ip => ip.to_string(),
+        },
+        None => "localhost".to_string(),
+    };
+    if name
+        .trim_matches(['[', ']'])
+        .eq_ignore_ascii_case(registry.trim_matches(['[', ']']))
+    {
+        return Err(ServeError::Invalid(format!(
+            "--storage-hostname {name} is the registry's host name; give the storage origin another name (as ACR's blob storage host differs from the registry's)"
+        )));
+    }
+    Ok(name)
+}
+
 /// Runs until SIGTERM/SIGINT (or the registry dies).
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let initial = RuntimeConfig {
@@ -110,7 +134,17 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             key: absolute(key),
             ca: args.tls_ca.as_ref().map(|c| absolute(c)),
         });
-    let pki = pki::prepare(&state_dir, &args.hostnames, given.as_ref())?;
+    let registry_name = advertised_host(&args.hostnames, args.registry_listen.ip());
+    let storage_name = storage_hostname(
+        args.storage_hostname.as_deref(),
+        &registry_name,
+        args.registry_listen.ip(),
+    )?;
+    let mut cert_names = args.hostnames.clone();
+    if !args.no_registry && !cert_names.contains(&storage_name) {
+        cert_names.push(storage_name.clone());
+    }
+    let pki = pki::prepare(&state_dir, &cert_names, given.as_ref())?;
     let entra_key = JwtKey::generate(format!("aosm-emulator-{}", uuid::Uuid::new_v4().simple()))?;
     let registry_key = JwtKey::new(
         &pki.registry_token_key.key,
@@ -118,24 +152,41 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         Some(std::slice::from_ref(&pki.registry_token_key.cert_der)),
     )?;
 
+    // The registry's public listener (the ACR front) and the storage origin are bound
+    // first: the registry's token `service` and generated URLs name the front.
     let mut registry: Option<Registry> = None;
+    let mut front_listeners = None;
     if !args.no_registry {
+        let front = TcpListener::bind(args.registry_listen)
+            .map_err(io(format!("binding {}", args.registry_listen)))?;
+        let front_addr = front
+            .local_addr()
+            .map_err(io("reading the registry listener address"))?;
+        let storage =
+            TcpListener::bind((front_addr.ip(), 0)).map_err(io("binding the storage origin"))?;
+        let storage_port = storage
+            .local_addr()
+            .map_err(io("reading the storage listener address"))?
+            .port();
+        let public_host =
+            registry::host_port(registry_name.trim_matches(['[', ']']), front_addr.port());
+        let storage_origin = format!(
+            "https://{}",
+            registry::host_port(storage_name.trim_matches(['[', ']']), storage_port)
+        );
         let opts = RegistryOptions {
             bin: registry::find_binary(args.registry_bin.as_deref())?,
-            listen: args.registry_listen,
-            advertise_host: advertised_host(&args.hostnames, args.registry_listen.ip())
-                .trim_matches(['[', ']'])
-                .to_string(),
+            listen: SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), 0),
+            public_host: public_host.clone(),
             dir: state_dir.join("registry"),
             realm: format!("{base_url}/oauth2/token"),
             issuer: REGISTRY_TOKEN_ISSUER.to_string(),
             root_cert_bundle: pki.token_root_file.clone(),
-            tls_cert: pki.server_cert_file.clone(),
-            tls_key: pki.server_key_file.clone(),
         };
         // Awaited on the main thread on purpose (see registry.rs on PDEATHSIG).
         let reg = registry::start(&opts).await?;
-        tracing::info!(registry = %reg.host, pid = ?reg.pid(), log = %reg.log.display(), "docker-registry started");
+        tracing::info!(registry = %public_host, backend = %reg.url, storage = %storage_origin, pid = ?reg.pid(), log = %reg.log.display(), "docker-registry started behind the ACR front");
+        front_listeners = Some((front, storage, public_host, storage_origin));
         registry = Some(reg);
     }
 
@@ -158,10 +209,12 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let app = Arc::new(App {
         identity,
         base_url: base_url.clone(),
-        registry: registry.as_ref().map(|r| RegistryInfo {
-            host: r.host.clone(),
-            storage: state_dir.join("registry").join("storage"),
-        }),
+        registry: front_listeners
+            .as_ref()
+            .map(|(_, _, host, _)| RegistryInfo {
+                host: host.clone(),
+                storage: state_dir.join("registry").join("storage"),
+            }),
         entra_key,
         registry_key,
         config: Mutex::new(initial),
@@ -183,11 +236,51 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         pki.server_key_file.display()
     )))?;
     let handle = axum_server::Handle::<SocketAddr>::new();
-    let server = axum_server::from_tcp_rustls(listener, tls)
+    let server = axum_server::from_tcp_rustls(listener, tls.clone())
         .map_err(io("starting the HTTPS server"))?
         .handle(handle.clone())
         .serve(router(app.clone()).into_make_service());
     let mut server = tokio::spawn(server);
+
+    let mut fronts = tokio::task::JoinSet::new();
+    if let (Some((front, storage, _, storage_origin)), Some(reg)) = (front_listeners, &registry) {
+        let state = Arc::new(
+            acr_front::Front::new(
+                app.clone(),
+                reg.url.clone(),
+                storage_origin,
+                state_dir.join("registry").join("storage"),
+            )
+            .map_err(|e| {
+                ServeError::Invalid(format!("building the registry front's client: {e}"))
+            })?,
+        );
+        for (listener, router, what) in [
+            (
+                front,
+                acr_front::registry_router(state.clone()),
+                "registry front",
+            ),
+            (
+                storage,
+                acr_front::storage_router(state.clone()),
+                "storage origin",
+            ),
+        ] {
+            listener
+                .set_nonblocking(true)
+                .map_err(io(format!("configuring the {what} listener")))?;
+            let serve = axum_server::from_tcp_rustls(listener, tls.clone())
+                .map_err(io(format!("starting the {what}")))?
+                .handle(handle.clone())
+                .serve(
+                    router
+                        .layer(middleware::from_fn(log_request))
+                        .into_make_service(),
+                );
+            fronts.spawn(async move { (what, serve.await) });
+        }
+    }
 
     let ep = Endpoints {
         arm_endpoint: base_url.clone(),
@@ -196,8 +289,8 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         client_id: app.identity.client_id.clone(),
         client_secret: app.identity.client_secret.expose().to_string(),
         ca_file: pki.ca_file.clone(),
-        registry: registry.as_ref().map(|r| r.host.clone()),
-        registry_url: registry.as_ref().map(|r| format!("https://{}", r.host)),
+        registry: app.registry.as_ref().map(|r| r.host.clone()),
+        registry_url: app.registry.as_ref().map(|r| format!("https://{}", r.host)),
         token_endpoint: format!("{base_url}/{}/oauth2/v2.0/token", app.identity.tenant_id),
         arm_scope: "https://management.azure.com/.default".into(),
         identity_endpoint: format!("{base_url}/msi/token"),
@@ -227,11 +320,17 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             Err(e) => ServeError::Invalid(format!("HTTPS server task: {e}")),
         }),
         msg = registry_exit(registry.as_mut()) => Err(ServeError::RegistryDied(msg)),
+        Some(res) = fronts.join_next() => Err(match res {
+            Ok((what, Ok(()))) => ServeError::Invalid(format!("the {what} stopped")),
+            Ok((what, Err(e))) => ServeError::Io { context: what.to_string(), source: e },
+            Err(e) => ServeError::Invalid(format!("registry front task: {e}")),
+        }),
     };
 
     let _ = std::fs::remove_file(&ep_path);
     handle.graceful_shutdown(Some(Duration::from_secs(2)));
     let _ = tokio::time::timeout(Duration::from_secs(3), &mut server).await;
+    fronts.abort_all();
     if let Some(reg) = registry.as_mut() {
         reg.stop().await;
     }
@@ -327,4 +426,36 @@ async fn log_request(req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     tracing::debug!(%method, path, status = resp.status().as_u16(), ms = started.elapsed().as_millis() as u64, "request");
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_storage_host_differs_from_the_registry_host() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(
+            storage_hostname(None, "127.0.0.1", lo).unwrap(),
+            "localhost"
+        );
+        assert_eq!(
+            storage_hostname(None, "localhost", lo).unwrap(),
+            "127.0.0.1"
+        );
+        let any: IpAddr = "0.0.0.0".parse().unwrap();
+        assert_eq!(
+            storage_hostname(None, "LOCALHOST", any).unwrap(),
+            "127.0.0.1"
+        );
+        assert_eq!(
+            storage_hostname(Some("blob.test"), "reg.test", lo).unwrap(),
+            "blob.test"
+        );
+        let err = storage_hostname(Some("reg.test"), "reg.test", lo).unwrap_err();
+        assert!(
+            err.to_string().contains("--storage-hostname reg.test"),
+            "{err}"
+        );
+    }
 }

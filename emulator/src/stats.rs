@@ -45,6 +45,24 @@ pub struct Stats {
     pub acr_token_refusals: u64,
     /// Entra token requests refused.
     pub entra_refusals: u64,
+    /// What the ACR front and its storage origin did.
+    pub acr_front: AcrFrontStats,
+}
+
+/// Counters of the ACR front (`acr_front`).
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AcrFrontStats {
+    /// Requests refused with 413 for a body above the limit.
+    pub too_large: u64,
+    /// Blob GETs answered with a 307 redirect to the storage origin.
+    pub blob_redirects: u64,
+    /// Blob reads the storage origin served (200 or 206).
+    pub storage_gets: u64,
+    /// Storage requests refused because they carried an `Authorization` header.
+    pub storage_refused_authorization: u64,
+    /// Storage requests refused for a missing, expired or mismatched signature.
+    pub storage_refused_signature: u64,
 }
 
 /// Which kind of Entra token was issued.

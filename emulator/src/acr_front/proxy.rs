@@ -1,0 +1,215 @@
+//! Forwards every request to the registry behind the front, except what ACR answers
+//! itself: a body above [`MAX_REQUEST_BODY`] gets `413` (announced by `Content-Length`
+//! before anything is forwarded; counted while streaming otherwise), and a blob `GET` the
+//! registry allows gets `307` to a signed storage URL.
+
+use super::{Front, MAX_REQUEST_BODY, storage};
+use crate::app::lock;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Headers that belong to one connection, not to the message (RFC 9110 §7.6.1), and
+/// `Host`, which the client sets for the registry behind the front.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+fn forwardable(headers: &HeaderMap) -> HeaderMap {
+    let mut out = headers.clone();
+    for h in HOP_BY_HOP.iter().chain([&header::HOST]) {
+        out.remove(h);
+    }
+    out
+}
+
+/// The digest hex of `GET /v2/<name>/blobs/sha256:<hex>`, when the request is one.
+fn blob_get_hex(method: &Method, path: &str) -> Option<String> {
+    if method != Method::GET {
+        return None;
+    }
+    let rest = path.strip_prefix("/v2/")?;
+    let (name, digest) = rest.rsplit_once("/blobs/")?;
+    let hex = digest.strip_prefix("sha256:")?;
+    let ok = !name.is_empty()
+        && !name.ends_with("/blobs")
+        && hex.len() == 64
+        && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    ok.then(|| hex.to_string())
+}
+
+fn too_large(front: &Front, size: Option<u64>) -> Response {
+    lock(&front.app.stats).acr_front.too_large += 1;
+    let what = size.map_or("the request body".to_string(), |n| {
+        format!("a request body of {n} bytes")
+    });
+    tracing::info!(
+        size,
+        "registry front: 413 for a body above {MAX_REQUEST_BODY} bytes"
+    );
+    let body = serde_json::json!({"errors": [{
+        "code": "SIZE_INVALID",
+        "message": format!("{what} is above the limit of {MAX_REQUEST_BODY} bytes for one request; upload in chunks"),
+    }]});
+    (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response()
+}
+
+/// Most bytes of a refused body read and discarded before the 413 goes out, so a client
+/// still writing its body reads the answer instead of a broken pipe.
+const MAX_DRAIN: u64 = 64 * 1024 * 1024;
+
+/// Reads and discards up to [`MAX_DRAIN`] bytes of `body`.
+async fn drain(body: Body) {
+    let mut stream = body.into_data_stream();
+    let mut read: u64 = 0;
+    while read <= MAX_DRAIN {
+        match stream.next().await {
+            Some(Ok(chunk)) => read += chunk.len() as u64,
+            _ => break,
+        }
+    }
+}
+
+fn bad_gateway(what: &str) -> Response {
+    let body = serde_json::json!({"errors": [{"code": "UNAVAILABLE", "message": what}]});
+    (StatusCode::BAD_GATEWAY, axum::Json(body)).into_response()
+}
+
+/// Every request to the registry's public address.
+pub async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let announced = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_REQUEST_BODY) {
+        drain(body).await;
+        return too_large(&front, announced);
+    }
+    let path_and_query = parts.uri.path_and_query().map_or_else(
+        || parts.uri.path().to_string(),
+        |pq| pq.as_str().to_string(),
+    );
+    let url = format!("{}{path_and_query}", front.backend);
+    let headers = forwardable(&parts.headers);
+
+    if let Some(hex) = blob_get_hex(&parts.method, parts.uri.path()) {
+        // Ask the registry whether this client may read the blob; redirect only on yes.
+        let head = front
+            .client
+            .head(&url)
+            .headers(headers.clone())
+            .send()
+            .await;
+        if let Ok(head) = head
+            && head.status() == reqwest::StatusCode::OK
+        {
+            lock(&front.app.stats).acr_front.blob_redirects += 1;
+            let location = storage::signed_url(&front, &hex);
+            let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&format!("sha256:{hex}")) {
+                resp.headers_mut()
+                    .insert(HeaderName::from_static("docker-content-digest"), v);
+            }
+            return resp;
+        }
+        // Anything else (401 challenge, 404, ...) is the registry's own GET answer.
+    }
+
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let flag = exceeded.clone();
+    let mut seen: u64 = 0;
+    let stream = body.into_data_stream().map(move |chunk| {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        seen = seen.saturating_add(chunk.len() as u64);
+        if seen > MAX_REQUEST_BODY {
+            flag.store(true, Ordering::SeqCst);
+            return Err(std::io::Error::other(
+                "request body above the front's limit",
+            ));
+        }
+        Ok(chunk)
+    });
+    let mut request = front
+        .client
+        .request(parts.method.clone(), &url)
+        .headers(headers);
+    if parts.method != Method::GET && parts.method != Method::HEAD {
+        request = request.body(reqwest::Body::wrap_stream(stream));
+    }
+    let upstream = match request.send().await {
+        Ok(r) => r,
+        Err(_) if exceeded.load(Ordering::SeqCst) => return too_large(&front, None),
+        Err(e) => {
+            tracing::warn!(error = %e, "registry front: the registry behind it did not answer");
+            return bad_gateway("the registry behind the front did not answer");
+        }
+    };
+    let status = upstream.status();
+    let mut out_headers = forwardable(upstream.headers());
+    if parts.method == Method::HEAD {
+        let mut resp = Response::new(Body::empty());
+        *resp.status_mut() = status;
+        std::mem::swap(resp.headers_mut(), &mut out_headers);
+        return resp;
+    }
+    let mut resp = Response::new(Body::from_stream(upstream.bytes_stream()));
+    *resp.status_mut() = status;
+    std::mem::swap(resp.headers_mut(), &mut out_headers);
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_blob_gets_by_sha256_digest_are_redirected() {
+        let hex = "0a".repeat(32);
+        let get = Method::GET;
+        assert_eq!(
+            blob_get_hex(&get, &format!("/v2/a/b/blobs/sha256:{hex}")),
+            Some(hex.clone())
+        );
+        assert_eq!(
+            blob_get_hex(&Method::HEAD, &format!("/v2/a/blobs/sha256:{hex}")),
+            None
+        );
+        assert_eq!(blob_get_hex(&get, "/v2/a/blobs/uploads/"), None);
+        assert_eq!(
+            blob_get_hex(&get, &format!("/v2/a/manifests/sha256:{hex}")),
+            None
+        );
+        assert_eq!(blob_get_hex(&get, "/v2/a/blobs/sha256:0A"), None);
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_host_are_not_forwarded() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("front:1"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+        let out = forwardable(&h);
+        assert_eq!(out.len(), 1);
+        assert!(out.contains_key(header::AUTHORIZATION));
+    }
+}
