@@ -108,36 +108,17 @@ impl RecordingProxy {
         let bodies = Arc::new(Mutex::new(Vec::new()));
         let listener = rt::block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
-        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         // Operation URLs in answers name the upstream; rewritten to the proxy's own URL (as a
         // reverse proxy's `proxy_redirect` does): the client follows them only on the
         // host of its ARM endpoint.
         let own = format!("https://localhost:{}", addr.port());
         let state = (client, upstream, own, bodies.clone());
-        rt::runtime().spawn(async move {
-            loop {
-                let stream = tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => stream,
-                        Err(_) => continue,
-                    },
-                    _ = &mut rx => return,
-                };
-                let (acceptor, state) = (acceptor.clone(), state.clone());
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(stream).await else {
-                        return;
-                    };
-                    let service = hyper::service::service_fn(move |req| {
-                        let state = state.clone();
-                        async move { forward(state, req).await }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                        .await;
-                });
-            }
+        let service = hyper::service::service_fn(move |req| {
+            let state = state.clone();
+            async move { forward(state, req).await }
         });
+        support::serve::spawn_http1(listener, Some(acceptor), service, rx);
         RecordingProxy {
             addr,
             bodies,

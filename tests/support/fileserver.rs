@@ -103,33 +103,16 @@ impl FileServer {
         let listener =
             rt::block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind file server");
         let addr = listener.local_addr().unwrap();
-        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = axum::Router::new()
             .fallback(serve_file)
             .with_state(shared.clone());
-        rt::runtime().spawn(async move {
-            loop {
-                let stream = tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => stream,
-                        Err(_) => continue,
-                    },
-                    _ = &mut rx => return,
-                };
-                let (acceptor, app) = (acceptor.clone(), app.clone());
-                tokio::spawn(async move {
-                    // A failed handshake (e.g. a client that does not trust the CA) just
-                    // ends this connection.
-                    let Ok(tls) = acceptor.accept(stream).await else {
-                        return;
-                    };
-                    let service = hyper_util::service::TowerToHyperService::new(app);
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                        .await;
-                });
-            }
-        });
+        super::serve::spawn_http1(
+            listener,
+            Some(acceptor),
+            hyper_util::service::TowerToHyperService::new(app),
+            rx,
+        );
         FileServer {
             addr,
             shared,

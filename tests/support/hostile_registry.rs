@@ -134,7 +134,7 @@ impl HostileRegistry {
         let listener = rt::block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("bind hostile registry");
         let addr = listener.local_addr().unwrap();
-        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = axum::Router::new()
             .fallback(respond)
             .with_state(shared.clone());
@@ -146,42 +146,14 @@ impl HostileRegistry {
             let files = make_test_pki(dir.path());
             (files, dir)
         });
-        match &pki {
-            None => {
-                rt::runtime().spawn(async move {
-                    // Not a graceful shutdown: an endless body must not keep it alive.
-                    tokio::select! {
-                        _ = axum::serve(listener, app) => {}
-                        _ = rx => {}
-                    }
-                });
-            }
-            Some((files, _)) => {
-                let acceptor = tls_acceptor(files.ca_pem.parent().unwrap());
-                rt::runtime().spawn(async move {
-                    let mut connections = tokio::task::JoinSet::new();
-                    loop {
-                        let stream = tokio::select! {
-                            accepted = listener.accept() => match accepted {
-                                Ok((stream, _)) => stream,
-                                Err(_) => continue,
-                            },
-                            _ = &mut rx => return,
-                        };
-                        let (acceptor, app) = (acceptor.clone(), app.clone());
-                        connections.spawn(async move {
-                            let Ok(tls) = acceptor.accept(stream).await else {
-                                return;
-                            };
-                            let service = hyper_util::service::TowerToHyperService::new(app);
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                                .await;
-                        });
-                    }
-                });
-            }
-        }
+        // Not a graceful shutdown: an endless body must not keep it alive.
+        super::serve::spawn_http1(
+            listener,
+            pki.as_ref()
+                .map(|(files, _)| tls_acceptor(files.ca_pem.parent().unwrap())),
+            hyper_util::service::TowerToHyperService::new(app),
+            rx,
+        );
         let reg = HostileRegistry {
             addr,
             shared,

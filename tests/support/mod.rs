@@ -23,6 +23,7 @@ pub mod proxy;
 pub mod registry;
 pub mod rt;
 pub mod scripted_arm;
+pub mod serve;
 pub mod tools;
 
 pub use cmd::{Cmd, Output, Running};

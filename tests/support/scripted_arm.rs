@@ -150,42 +150,17 @@ impl ScriptedArm {
         let listener = rt::block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("bind the hostile server");
         let addr = listener.local_addr().expect("local address");
-        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = axum::Router::new()
             .fallback(respond)
             .with_state(shared.clone());
-        let acceptor = tls.then(tls_acceptor);
-        rt::runtime().spawn(async move {
-            loop {
-                let stream = tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => stream,
-                        Err(_) => continue,
-                    },
-                    _ = &mut rx => return,
-                };
-                let (acceptor, app) = (acceptor.clone(), app.clone());
-                tokio::spawn(async move {
-                    let service = hyper_util::service::TowerToHyperService::new(app);
-                    let http = hyper::server::conn::http1::Builder::new();
-                    // An endless body ends with the connection (the client drops it).
-                    match acceptor {
-                        Some(acceptor) => {
-                            if let Ok(tls) = acceptor.accept(stream).await {
-                                let _ = http
-                                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                                    .await;
-                            }
-                        }
-                        None => {
-                            let _ = http
-                                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                                .await;
-                        }
-                    }
-                });
-            }
-        });
+        // An endless body ends with the connection (the client drops it).
+        super::serve::spawn_http1(
+            listener,
+            tls.then(tls_acceptor),
+            hyper_util::service::TowerToHyperService::new(app),
+            rx,
+        );
         ScriptedArm {
             addr,
             tls,
