@@ -162,13 +162,12 @@ pub async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
     };
     let status = upstream.status();
     let mut out_headers = forwardable(upstream.headers());
-    if parts.method == Method::HEAD {
-        let mut resp = Response::new(Body::empty());
-        *resp.status_mut() = status;
-        std::mem::swap(resp.headers_mut(), &mut out_headers);
-        return resp;
-    }
-    let mut resp = Response::new(Body::from_stream(upstream.bytes_stream()));
+    let body = if parts.method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from_stream(upstream.bytes_stream())
+    };
+    let mut resp = Response::new(body);
     *resp.status_mut() = status;
     std::mem::swap(resp.headers_mut(), &mut out_headers);
     resp
