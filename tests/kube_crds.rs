@@ -631,3 +631,125 @@ fn cluster_script_starts_and_stops_a_cluster() {
     );
     script.run("status").assert_code(1);
 }
+
+const UNOBSERVED_NS: &str = "unobserved-status";
+
+/// The same three kinds as [`PRINTER_OBJECTS`], with names of their own.
+fn unobserved_objects() -> String {
+    PRINTER_OBJECTS
+        .replace("printer-columns", UNOBSERVED_NS)
+        .replace("printer-cluster-store", "unobserved-cluster-store")
+        .replace("printer-store", "unobserved-store")
+        .replace("printer-push", "unobserved-push")
+}
+
+/// kstatus (what Flux's `wait`, cli-utils and `kubectl wait` build on) reads an object
+/// without `status` as Current: the CRDs default `status` to `{observedGeneration: 0}`,
+/// so every reader sees a generation not yet observed from the create response on, and
+/// the controller's first server-side apply of status replaces it.
+#[test]
+fn a_new_object_reads_as_unobserved_until_the_controller_writes_status() {
+    let cluster = cluster();
+    cluster.create_namespace(UNOBSERVED_NS, &[]);
+    let created = cluster
+        .kubectl_cmd()
+        .args([
+            "apply",
+            "--server-side",
+            "--field-manager=aosm-tests",
+            "-o",
+            "json",
+            "-f",
+            "-",
+        ])
+        .stdin(unobserved_objects())
+        .ok();
+    let created: Value = serde_json::from_str(&created.stdout).expect("kubectl -o json");
+    let items = created["items"]
+        .as_array()
+        .expect("a List of three objects");
+    assert_eq!(items.len(), 3, "{created}");
+    for o in items {
+        // The response to the create itself already carries the default.
+        assert_eq!(o["metadata"]["generation"], 1, "{o}");
+        assert_eq!(o["status"], json!({"observedGeneration": 0}), "{o}");
+    }
+    // So does every later read, and the Rust types read it (no conditions: not seen yet).
+    let got = cluster.kubectl([
+        "get",
+        "at/unobserved-push",
+        "as/unobserved-store",
+        "-n",
+        UNOBSERVED_NS,
+        "-o",
+        "json",
+    ]);
+    got.assert_success();
+    let got: Value = serde_json::from_str(&got.stdout).expect("kubectl -o json");
+    for o in got["items"].as_array().expect("a List") {
+        assert_eq!(o["status"], json!({"observedGeneration": 0}), "{o}");
+    }
+    let cas = cluster.kubectl(["get", "cas/unobserved-cluster-store", "-o", "json"]);
+    cas.assert_success();
+    let cas: ClusterArtifactStore = serde_json::from_str(&cas.stdout).expect("a store");
+    let status = cas.status.expect("the defaulted status");
+    assert_eq!(
+        (status.observed_generation, status.conditions.len()),
+        (Some(0), 0)
+    );
+    // The table leaves the columns the controller fills blank (not "0" or an error): the
+    // row is the name and the age.
+    let table_out = cluster.kubectl(["get", "at", "-n", UNOBSERVED_NS]);
+    table_out.assert_success();
+    let (_, rows) = table(&table_out);
+    assert_eq!(rows.len(), 1, "{table_out}");
+    assert_eq!(
+        (rows[0].len(), rows[0][0].as_str()),
+        (2, "unobserved-push"),
+        "{table_out}"
+    );
+
+    // The controller's first status write (server-side apply, its field manager, as in
+    // src/controller/transfer.rs) replaces the default and owns what it wrote.
+    rt::block_on(async {
+        let api = Api::<ArtifactTransfer>::namespaced(cluster.client().await, UNOBSERVED_NS);
+        let t = api
+            .get("unobserved-push")
+            .await
+            .expect("get unobserved-push");
+        let mut status = ArtifactTransferStatus::for_spec(&t.spec);
+        status.observed_generation = t.metadata.generation;
+        conditions::mark_reconciling(
+            &mut status.conditions,
+            t.metadata.generation,
+            conditions::reason::PROGRESSING,
+            "copying",
+            Timestamp::from_second(Timestamp::now().as_second()).expect("a timestamp"),
+        );
+        let patch = json!({
+            "apiVersion": "artifacts.aosm.dev/v1alpha1",
+            "kind": "ArtifactTransfer",
+            "status": status,
+        });
+        let patched = api
+            .patch_status(
+                "unobserved-push",
+                &PatchParams::apply("aosm-artifact-operator").force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .expect("server-side apply of status");
+        let got = patched.status.expect("a status");
+        assert_eq!(got.observed_generation, Some(1));
+        assert_eq!(got.conditions, status.conditions);
+        let owners: Vec<&str> = patched
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter(|m| m.subresource.as_deref() == Some("status"))
+            .filter_map(|m| m.manager.as_deref())
+            .collect();
+        assert_eq!(owners, ["aosm-artifact-operator"]);
+    });
+}

@@ -231,7 +231,32 @@ pub fn crds_yaml() -> String {
 fn finish_crd(crd: CustomResourceDefinition) -> CustomResourceDefinition {
     let mut value = serde_json::to_value(&crd).expect("CRD serializes");
     tidy_schema(&mut value);
+    default_status_unobserved(&mut value);
     serde_json::from_value(value).expect("CRD deserializes")
+}
+
+/// The status every object has before the controller writes one: generation 0 observed.
+///
+/// The API server applies a schema `default` whenever it reads an object without
+/// `status`, so from the moment a create is accepted every reader (the create response,
+/// GET, LIST, WATCH) sees `status.observedGeneration: 0` behind `metadata.generation: 1`.
+/// kstatus (Flux's `wait`/`healthChecks`, `kubectl wait --for=jsonpath`, cli-utils) reads
+/// that as InProgress; without it an object with no status reads as Current, and a GitOps
+/// tool would call a just-applied transfer healthy before the controller saw it. The
+/// default is not stored: the controller's first status write replaces it.
+pub const UNOBSERVED_STATUS: &str = r#"{"observedGeneration":0}"#;
+
+fn default_status_unobserved(crd: &mut serde_json::Value) {
+    let default: serde_json::Value =
+        serde_json::from_str(UNOBSERVED_STATUS).expect("UNOBSERVED_STATUS is JSON");
+    if let Some(versions) = crd["spec"]["versions"].as_array_mut() {
+        for version in versions {
+            let status = &mut version["schema"]["openAPIV3Schema"]["properties"]["status"];
+            if let Some(status) = status.as_object_mut() {
+                status.insert("default".into(), default.clone());
+            }
+        }
+    }
 }
 
 /// Removes `nullable: true` and joins the lines of each paragraph of a `description`
@@ -290,6 +315,29 @@ mod tests {
         for (doc, crd) in yaml.split("---\n").skip(1).zip(crds()) {
             let back: CustomResourceDefinition = serde_yaml::from_str(doc).unwrap();
             assert_eq!(back, crd);
+        }
+    }
+
+    #[test]
+    fn every_status_defaults_to_generation_zero_observed() {
+        for crd in crds() {
+            for version in &crd.spec.versions {
+                let schema = version
+                    .schema
+                    .as_ref()
+                    .and_then(|s| s.open_api_v3_schema.as_ref());
+                let status = schema
+                    .and_then(|s| s.properties.as_ref())
+                    .and_then(|p| p.get("status"))
+                    .unwrap_or_else(|| panic!("{}: a status schema", crd.spec.names.kind));
+                let default = status.default.as_ref().map(|d| &d.0);
+                assert_eq!(
+                    default,
+                    Some(&serde_json::json!({"observedGeneration": 0})),
+                    "{}",
+                    crd.spec.names.kind
+                );
+            }
         }
     }
 

@@ -286,7 +286,8 @@ pub struct ArtifactStoreSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ArtifactStoreStatus {
-    /// The metadata.generation the controller last acted on.
+    /// The metadata.generation the controller last acted on; 0 (a schema default) until
+    /// it first acts on the object, so kstatus tools read a new object as in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
