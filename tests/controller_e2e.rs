@@ -13,12 +13,13 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::cmd::{Cmd, Output, Running};
+use support::cmd::Cmd;
 use support::emulator::*;
 use support::fixtures::{self, Flavor};
 use support::kube::KubeCluster;
+use support::operator::{Controller, Placement};
 use support::proxy::{Fault, FaultProxy, ProxyConfig};
-use support::registry::{Registry, free_port};
+use support::registry::Registry;
 use support::{TestEnv, sha256_digest, wait_for};
 
 trust_emulator_ca!();
@@ -64,35 +65,6 @@ struct Stack {
     emu: Emulator,
     kube: KubeCluster,
     _slot: Slot,
-}
-
-/// A running controller and the ports it serves.
-struct Controller {
-    process: Running,
-    metrics_port: u16,
-}
-
-impl Controller {
-    /// SIGTERM, then waits for a clean exit; returns what it logged.
-    fn terminate(self) -> Output {
-        // SAFETY: a plain syscall on our own child's pid.
-        unsafe {
-            libc::kill(self.process.pid() as i32, libc::SIGTERM);
-        }
-        self.process.wait_timeout(Duration::from_secs(600))
-    }
-
-    fn metrics(&self) -> String {
-        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
-        support::rt::block_on(async move {
-            reqwest::get(&url)
-                .await
-                .expect("GET /metrics")
-                .text()
-                .await
-                .expect("metrics body")
-        })
-    }
 }
 
 fn list(items: Vec<Value>) -> Value {
@@ -185,29 +157,12 @@ impl Stack {
         args: &[&str],
         vars: &[(&str, String)],
     ) -> Controller {
-        let metrics_port = free_port();
-        let health_port = free_port();
-        let mut cmd = self.env.ours();
-        for (k, v) in vars {
-            cmd = cmd.env(k, v);
-        }
-        let process = cmd
-            .arg("run")
-            .args(["--namespace", SYSTEM_NS, "--log-format", "json"])
-            .arg(format!("--metrics-addr=127.0.0.1:{metrics_port}"))
-            .arg(format!("--health-addr=127.0.0.1:{health_port}"))
-            .args(["--progress-interval", "1"])
-            .args(args)
-            .env("KUBECONFIG", self.kube.kubeconfig_path())
-            .env("SSL_CERT_FILE", self.emu.ca_file())
-            .env("POD_NAME", identity)
-            .env("AOSM_LOG", "info,aosm_artifact_operator=debug")
-            .timeout(Duration::from_secs(900))
-            .spawn();
-        Controller {
-            process,
-            metrics_port,
-        }
+        let at = Placement {
+            kubeconfig: self.kube.kubeconfig_path(),
+            ca_file: &self.emu.ca_file(),
+            namespace: SYSTEM_NS,
+        };
+        Controller::start(&self.env, &at, identity, args, vars)
     }
 
     fn transfer(&self, name: &str) -> Value {

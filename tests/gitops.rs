@@ -2,8 +2,8 @@
 //! `kubectl apply --dry-run=server -k` to a real kube-apiserver with our CRDs, and kept in
 //! line with the emulator seed the demo uses), the Argo CD health checks and the
 //! `reconcile` resource action in `gitops/argocd/` (every case of their `health_test.yaml`
-//! / `action_test.yaml` run by a real Lua 5.4 interpreter in a sandbox shaped like Argo
-//! CD's), the argocd-cm patch that carries them (generated from the scripts, applied to a
+//! / `action_test.yaml` run through Argo CD's own Lua code by `argocd-lua-check`, with the
+//! scripts as the argocd-cm patch registers them), the argocd-cm patch that carries them (generated from the scripts, applied to a
 //! real ConfigMap), and `docs/gitops.md`.
 //!
 //! Regenerate `gitops/argocd/argocd-cm-patch.yaml` after editing a script:
@@ -349,209 +349,45 @@ fn publish_kustomization_passes_a_server_side_dry_run() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Argo CD: the Lua sandbox
+// Argo CD: its own Lua code path
 
-/// What Argo CD gives a script from argocd-cm (`util/lua/lua.go`: gopher-lua, Lua 5.1,
-/// without open libraries): the base library, `table`, `require` and a safe `os` (date
-/// and time); `obj` is a global. No `string`, `math` or `io`: string methods fail too.
-/// The runner prints the script's result as JSON on stdout (exit 0), or the error on
-/// stderr (exit 2: does not compile; exit 3: fails at run time).
-const LUA_RUNNER: &str = r#"
-local real_string, real_math, real_io, real_os, real_table = string, math, io, os, table
-
-local function encode(v)
-  local t = type(v)
-  if t == "nil" then
-    return "null"
-  elseif t == "boolean" then
-    return tostring(v)
-  elseif t == "number" then
-    if real_math.type(v) == "integer" then
-      return real_string.format("%d", v)
-    end
-    if v ~= v or v == real_math.huge or v == -real_math.huge then
-      error("cannot encode the number " .. tostring(v) .. " as JSON")
-    end
-    if v == real_math.floor(v) and real_math.abs(v) < 2^53 then
-      return real_string.format("%d", real_math.floor(v))
-    end
-    return real_string.format("%.17g", v)
-  elseif t == "string" then
-    local escaped = real_string.gsub(v, '[%c"\\]', function(c)
-      if c == '"' then return '\\"' end
-      if c == "\\" then return "\\\\" end
-      return real_string.format("\\u%04x", real_string.byte(c))
-    end)
-    return '"' .. escaped .. '"'
-  elseif t == "table" then
-    local count, n = 0, #v
-    for _ in pairs(v) do count = count + 1 end
-    local parts = {}
-    if n > 0 and count == n then
-      for i = 1, n do parts[i] = encode(v[i]) end
-      return "[" .. real_table.concat(parts, ",") .. "]"
-    end
-    local keys = {}
-    for k in pairs(v) do
-      if type(k) ~= "string" then error("cannot encode a table with a " .. type(k) .. " key as JSON") end
-      keys[#keys + 1] = k
-    end
-    real_table.sort(keys)
-    for i, k in ipairs(keys) do parts[i] = encode(k) .. ":" .. encode(v[k]) end
-    return "{" .. real_table.concat(parts, ",") .. "}"
-  end
-  error("cannot encode a " .. t .. " as JSON")
-end
-
-local safe_os = {date = real_os.date, time = real_os.time}
-local env = {}
-for _, name in ipairs({"assert", "error", "getmetatable", "ipairs", "next", "pairs", "pcall",
-    "rawequal", "rawget", "rawset", "select", "setmetatable", "tonumber", "tostring", "type",
-    "xpcall"}) do
-  env[name] = _G[name]
-end
-env.unpack = real_table.unpack
-env.print = function(...) real_io.stderr:write(real_table.concat({...}, "\t"), "\n") end
-env.table = {concat = real_table.concat, insert = real_table.insert,
-  remove = real_table.remove, sort = real_table.sort}
-env.os = safe_os
-env.require = function(name)
-  if name == "os" then return safe_os end
-  error("module '" .. tostring(name) .. "' is not available in Argo CD's Lua VM", 2)
-end
-env.obj = OBJ
-env._G = env
-
-local chunk, err = load(SCRIPT, "=" .. SCRIPT_NAME, "t", env)
-if not chunk then
-  real_io.stderr:write(err, "\n")
-  real_os.exit(2)
-end
-getmetatable("").__index = setmetatable({}, {__index = function(_, k)
-  error("string method '" .. tostring(k) .. "' used: Argo CD's Lua VM has no string library", 2)
-end})
-local ok, result = pcall(chunk)
-getmetatable("").__index = real_string
-if not ok then
-  real_io.stderr:write(tostring(result), "\n")
-  real_os.exit(3)
-end
-real_io.write(encode(result))
-"#;
-
-/// A Lua string literal holding exactly `s` (every byte outside printable ASCII, `"` and
-/// `\` as a three-digit decimal escape, which Lua 5.1 to 5.4 read alike).
-fn lua_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for b in s.bytes() {
-        if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("\\{b:03}"));
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// `v` as a Lua table constructor, the way Argo CD hands an object to a script: objects
-/// become tables with string keys, arrays sequences (1-based), numbers numbers, null nil.
-fn lua_value(v: &Value) -> String {
-    match v {
-        Value::Null => "nil".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => i.to_string(),
-            (None, Some(u)) => u.to_string(),
-            _ => format!("{:?}", n.as_f64().expect("a JSON number")),
-        },
-        Value::String(s) => lua_string(s),
-        Value::Array(items) => {
-            let items: Vec<String> = items.iter().map(lua_value).collect();
-            format!("{{{}}}", items.join(", "))
-        }
-        Value::Object(map) => {
-            let fields: Vec<String> = map
-                .iter()
-                .map(|(k, v)| format!("[{}] = {}", lua_string(k), lua_value(v)))
-                .collect();
-            format!("{{{}}}", fields.join(", "))
-        }
-    }
-}
-
-/// Runs `script` (named `name` in error messages) on `obj` in the Argo CD-like sandbox;
-/// the script's result as JSON, or the interpreter's complaint.
-fn run_lua(name: &str, script: &str, obj: &Value) -> Result<Value, String> {
-    let program = format!(
-        "local SCRIPT_NAME = {}\nlocal SCRIPT = {}\nlocal OBJ = {}\n{LUA_RUNNER}",
-        lua_string(name),
-        lua_string(script),
-        lua_value(obj)
-    );
-    let out = Cmd::new(tools::require("lua5.4"))
-        .arg("-")
-        .stdin(program)
+/// What Argo CD computes for every case of the customizations under `dir`, with the
+/// scripts registered in the argocd-cm patch `patch`: `argocd-lua-check` (built by
+/// `scripts/tools.sh` from `scripts/gitops/argocd-lua/`) reads the patch with Argo CD's
+/// settings manager and runs each case through Argo CD's `util/lua` (gopher-lua, Lua 5.1,
+/// the libraries Argo CD opens for argocd-cm scripts). One JSON object per case.
+fn argocd(patch: &Path, dir: &Path) -> Vec<Value> {
+    let out = Cmd::new(tools::require("argocd-lua-check"))
+        .arg(patch)
+        .arg(dir)
         .run();
-    if !out.success() {
-        return Err(format!("{name} failed: {}", out.stderr.trim()));
-    }
-    serde_json::from_str(&out.stdout)
-        .map_err(|e| format!("{name}: the runner printed no JSON ({e})\n{out}"))
+    out.assert_success();
+    out.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}\n{out}")))
+        .collect()
 }
 
-/// What Argo CD makes of a health script's result (`ExecuteHealthLua`): a table decoded
-/// as `{status, message}`; a status outside its list becomes Unknown.
-fn run_health(script_path: &Path, obj: &Value) -> Result<(String, String), String> {
-    let result = run_lua(&script_path.display().to_string(), &read(script_path), obj)?;
-    let Value::Object(map) = &result else {
-        return Err(format!(
-            "{}: expect table output from Lua script, not {result}",
-            script_path.display()
-        ));
-    };
-    let text = |k: &str| match map.get(k) {
-        None | Some(Value::Null) => Ok(String::new()),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(other) => Err(format!("{k} is not a string: {other}")),
-    };
-    let status = text("status")?;
-    let message = text("message")?;
-    const VALID: [&str; 6] = [
-        "Healthy",
-        "Progressing",
-        "Degraded",
-        "Suspended",
-        "Missing",
-        "Unknown",
-    ];
-    if !VALID.contains(&status.as_str()) {
-        return Ok((
-            "Unknown".into(),
-            "Lua returned an invalid health status".into(),
-        ));
-    }
-    Ok((status, message))
+/// What Argo CD computes for the shipped patch and customizations.
+fn argocd_shipped() -> Vec<Value> {
+    argocd(&root().join(PATCH), &root().join("gitops/argocd"))
 }
 
-/// One case of a `health_test.yaml`: Ok, or what went wrong.
-fn check_health_case(
-    dir: &Path,
-    input: &str,
-    want_status: &str,
-    want_message: &str,
-) -> Result<(), String> {
-    let obj = yaml_file(&dir.join(input));
-    let (status, message) = run_health(&dir.join("health.lua"), &obj)?;
-    if (status.as_str(), message.as_str()) == (want_status, want_message) {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}: want {want_status:?} {want_message:?}, got {status:?} {message:?}",
-            dir.join(input).display()
-        ))
+/// The line of `results` for `test` (health, discovery, action) of `kind` on `input`.
+fn result_for<'a>(results: &'a [Value], test: &str, kind: &str, input: &str) -> &'a Value {
+    results
+        .iter()
+        .find(|r| r["test"] == test && r["kind"] == kind && r["inputPath"] == input)
+        .unwrap_or_else(|| panic!("Argo CD computed no {test} result for {kind} {input}"))
+}
+
+/// (status, message) Argo CD computed, or the error it reported.
+fn health_of(result: &Value) -> Result<(String, String), String> {
+    if let Some(e) = result["error"].as_str() {
+        return Err(e.to_string());
     }
+    let s = |k: &str| result[k].as_str().unwrap_or_default().to_string();
+    Ok((s("status"), s("message")))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -584,17 +420,26 @@ fn health_cases(kind: &str) -> Vec<(String, String, String)> {
 
 #[test]
 fn argocd_health_checks_pass_their_tests() {
+    let results = argocd_shipped();
     let mut failures = Vec::new();
     let mut ran = 0;
     for kind in KINDS {
         for (input, status, message) in health_cases(kind) {
             ran += 1;
-            if let Err(e) = check_health_case(&kind_dir(kind), &input, &status, &message) {
-                failures.push(e);
+            let got = health_of(result_for(&results, "health", kind, &input));
+            if got != Ok((status.clone(), message.clone())) {
+                failures.push(format!(
+                    "{kind}/{input}: want {status:?} {message:?}, Argo CD computed {got:?}"
+                ));
             }
         }
     }
     assert!(ran >= 20, "only {ran} health cases");
+    assert_eq!(
+        results.iter().filter(|r| r["test"] == "health").count(),
+        ran,
+        "Argo CD ran another number of health cases than the files hold"
+    );
     assert!(
         failures.is_empty(),
         "{} of {ran} health cases failed:\n{}",
@@ -614,6 +459,7 @@ fn argocd_health_tests_cover_every_state_and_every_testdata_file() {
     );
     for must in [
         "testdata/new.yaml",
+        "testdata/created.yaml",
         "testdata/progressing.yaml",
         "testdata/progressing-with-retry.yaml",
         "testdata/healthy.yaml",
@@ -637,6 +483,46 @@ fn argocd_health_tests_cover_every_state_and_every_testdata_file() {
             used, files,
             "{kind}: every testdata file is a case and every case has a file"
         );
+    }
+}
+
+/// `created.yaml` is what the API server returns for a new object (the CRD's status
+/// default), `new.yaml` an object without any status: both wait.
+#[test]
+fn argocd_reads_a_just_created_object_as_progressing() {
+    let results = argocd_shipped();
+    let crds = api::crds();
+    for kind in KINDS {
+        let created = yaml_file(&kind_dir(kind).join("testdata/created.yaml"));
+        let crd = crds
+            .iter()
+            .find(|c| c.spec.names.kind == kind)
+            .expect("a CRD of the kind");
+        let default = crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .and_then(|s| s.properties.as_ref())
+            .and_then(|p| p.get("status"))
+            .and_then(|s| s.default.as_ref())
+            .map(|d| d.0.clone());
+        assert_eq!(
+            Some(&created["status"]),
+            default.as_ref(),
+            "{kind}/testdata/created.yaml must carry the CRD's status default"
+        );
+        for input in ["testdata/created.yaml", "testdata/new.yaml"] {
+            let (status, message) = health_of(result_for(&results, "health", kind, input))
+                .unwrap_or_else(|e| panic!("{kind} {input}: {e}"));
+            assert_eq!(
+                (status.as_str(), message.as_str()),
+                (
+                    "Progressing",
+                    "Waiting for the controller to report a status"
+                ),
+                "{kind} {input}"
+            );
+        }
     }
 }
 
@@ -691,84 +577,82 @@ fn argocd_testdata_are_objects_of_our_api() {
     }
 }
 
-/// The harness itself: a wrong expectation, a broken script and a script using what Argo
-/// CD does not offer all fail.
+/// Argo CD's code path itself, on scripts made for the purpose: what argocd-cm scripts
+/// cannot use (`string`, `math`, `io`, string methods) fails, so do syntax and run-time
+/// errors; a status outside Argo CD's list becomes Unknown; values reach a script intact.
 #[test]
-fn argocd_health_runner_fails_wrong_expectations_and_broken_scripts() {
-    let dir = kind_dir("ArtifactTransfer");
-    let healthy = "testdata/healthy.yaml";
-    let (_, status, message) = health_cases("ArtifactTransfer")
-        .into_iter()
-        .find(|(i, _, _)| i == healthy)
+fn argocd_code_path_refuses_what_argocd_cm_scripts_cannot_use() {
+    let healthy = yaml_file(&kind_dir("ArtifactTransfer").join("testdata/healthy.yaml"));
+    let odd = json!({"apiVersion": api::API_VERSION, "kind": "ArtifactTransfer",
+        "metadata": {"name": "odd", "generation": 1},
+        "s": "a\"b\\c\nd\u{e9}\u{1F600}", "num": 42, "b": true, "l": [{"x": "1"}, {"x": "2"}]});
+    // (A field named `n` reads as nil in Argo CD's VM — gopher-lua — so the number is `num`.)
+    // One customizations dir and patch per script, each with one case.
+    let run = |name: &str, script: &str, obj: &Value| -> Result<(String, String), String> {
+        let tmp = tempfile::tempdir().unwrap();
+        let kind = tmp.path().join("artifacts.aosm.dev/ArtifactTransfer");
+        std::fs::create_dir_all(kind.join("testdata")).unwrap();
+        std::fs::write(
+            kind.join("testdata/input.yaml"),
+            serde_yaml::to_string(obj).unwrap(),
+        )
         .unwrap();
-    check_health_case(&dir, healthy, &status, &message).unwrap();
-    let wrong = check_health_case(&dir, healthy, "Degraded", &message).unwrap_err();
-    assert!(
-        wrong.contains("want \"Degraded\"") && wrong.contains("got \"Healthy\""),
-        "{wrong}"
-    );
-    let wrong = check_health_case(&dir, healthy, &status, "another message").unwrap_err();
-    assert!(wrong.contains("another message"), "{wrong}");
-
-    let obj = yaml_file(&dir.join(healthy));
-    let tmp = tempfile::tempdir().unwrap();
-    let script = |name: &str, text: &str| {
-        let path = tmp.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path
+        std::fs::write(
+            kind.join("health_test.yaml"),
+            "tests:\n  - healthStatus: {status: Healthy}\n    inputPath: testdata/input.yaml\n",
+        )
+        .unwrap();
+        let patch = tmp.path().join("patch.yaml");
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-cm"},
+            "data": {health_key("ArtifactTransfer"): script}});
+        std::fs::write(&patch, serde_yaml::to_string(&cm).unwrap()).unwrap();
+        let results = argocd(&patch, tmp.path());
+        assert_eq!(results.len(), 1, "{name}: {results:?}");
+        health_of(&results[0]).map_err(|e| format!("{name}: {e}"))
     };
-    let err = run_health(&script("syntax.lua", "hs = {\nreturn hs\n"), &obj).unwrap_err();
-    assert!(err.contains("syntax.lua"), "{err}");
-    for (name, text, complaint) in [
+    assert_eq!(
+        run(
+            "plain",
+            "return {status = 'Healthy', message = 'ok'}",
+            &healthy
+        ),
+        Ok(("Healthy".into(), "ok".into()))
+    );
+    for (name, text) in [
+        ("syntax", "hs = {\nreturn hs\n"),
         (
-            "string-lib.lua",
+            "string-lib",
             "return {status = string.format('%s', 'Healthy')}",
-            "string",
         ),
+        ("string-method", "return {status = ('Healthy'):lower()}"),
         (
-            "string-method.lua",
-            "return {status = ('Healthy'):lower()}",
-            "no string library",
-        ),
-        (
-            "math-lib.lua",
+            "math-lib",
             "return {status = 'Healthy', message = tostring(math.max(1, 2))}",
-            "math",
         ),
-        (
-            "io-lib.lua",
-            "io.write('x') return {status = 'Healthy'}",
-            "io",
-        ),
-        (
-            "runtime.lua",
-            "return {status = obj.status.nothing.here}",
-            "nothing",
-        ),
+        ("io-lib", "io.write('x') return {status = 'Healthy'}"),
+        ("runtime", "return {status = obj.status.nothing.here}"),
+        ("not-a-table", "return 'Healthy'"),
     ] {
-        let err = run_health(&script(name, text), &obj)
-            .expect_err(&format!("{name} must fail in Argo CD's sandbox"));
-        assert!(err.contains(complaint), "{name}: {err}");
+        let got = run(name, text, &healthy);
+        assert!(got.is_err(), "{name} must fail in Argo CD: {got:?}");
     }
     assert_eq!(
-        run_health(&script("invalid.lua", "return {status = 'Fine'}"), &obj).unwrap(),
-        (
-            "Unknown".to_string(),
-            "Lua returned an invalid health status".to_string()
-        )
+        run("invalid", "return {status = 'Fine'}", &healthy),
+        Ok((
+            "Unknown".into(),
+            "Lua returned an invalid health status".into()
+        ))
     );
-    let err = run_health(&script("not-a-table.lua", "return 'Healthy'"), &obj).unwrap_err();
-    assert!(err.contains("expect table output"), "{err}");
-    // Values reach the script intact: strings with quotes, backslashes, newlines and
-    // non-ASCII text, integers, booleans, nested lists.
-    let echo = script(
-        "echo.lua",
-        "return {status = 'Healthy', message = obj.s .. '|' .. tostring(obj.n) .. '|' .. tostring(obj.b) .. '|' .. obj.l[2].x}",
-    );
-    let odd = json!({"s": "a\"b\\c\nd\u{e9}\u{1F600}", "n": 42, "b": true, "l": [{"x": "1"}, {"x": "2"}]});
     assert_eq!(
-        run_health(&echo, &odd).unwrap().1,
-        "a\"b\\c\nd\u{e9}\u{1F600}|42|true|2"
+        run(
+            "echo",
+            "return {status = 'Healthy', message = obj.s .. '|' .. tostring(obj.num) .. '|' .. tostring(obj.b) .. '|' .. obj.l[2].x}",
+            &odd
+        ),
+        Ok((
+            "Healthy".into(),
+            "a\"b\\c\nd\u{e9}\u{1F600}|42|true|2".into()
+        ))
     );
 }
 
@@ -781,27 +665,37 @@ fn actions_dir() -> PathBuf {
 
 #[test]
 fn argocd_reconcile_action_passes_its_tests() {
+    let results = argocd_shipped();
     let dir = actions_dir();
     let tests = yaml_file(&dir.join("action_test.yaml"));
-    let discovery = dir.join("discovery.lua");
     let discovery_tests = tests["discoveryTests"].as_array().expect("discoveryTests");
     assert!(discovery_tests.len() >= 2);
     for t in discovery_tests {
         let input = t["inputPath"].as_str().unwrap();
-        let obj = yaml_file(&dir.join(input));
-        let got = run_lua(&discovery.display().to_string(), &read(&discovery), &obj).unwrap();
-        let want: Value = t["result"]
+        let got = result_for(&results, "discovery", "ArtifactTransfer", input);
+        assert!(got["error"].is_null(), "discovery of {input}: {got}");
+        let got: BTreeSet<(String, bool)> = got["actions"]
+            .as_array()
+            .expect("actions")
+            .iter()
+            .map(|a| {
+                (
+                    a["name"].as_str().unwrap_or_default().to_string(),
+                    a["disabled"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect();
+        let want: BTreeSet<(String, bool)> = t["result"]
             .as_array()
             .unwrap()
             .iter()
             .map(|a| {
                 (
                     a["name"].as_str().unwrap().to_string(),
-                    json!({"disabled": a["disabled"].as_bool().unwrap_or(false)}),
+                    a["disabled"].as_bool().unwrap_or(false),
                 )
             })
-            .collect::<serde_json::Map<_, _>>()
-            .into();
+            .collect();
         assert_eq!(got, want, "discovery of {input}");
     }
 
@@ -810,11 +704,17 @@ fn argocd_reconcile_action_passes_its_tests() {
     assert!(action_tests.len() >= 2);
     for t in action_tests {
         let action = t["action"].as_str().unwrap();
-        let script = dir.join(action).join("action.lua");
         let input = t["inputPath"].as_str().unwrap();
         let obj = yaml_file(&dir.join(input));
-        let mut got = run_lua(&script.display().to_string(), &read(&script), &obj)
-            .unwrap_or_else(|e| panic!("{action} on {input}: {e}"));
+        let result = results
+            .iter()
+            .find(|r| r["test"] == "action" && r["action"] == action && r["inputPath"] == input)
+            .unwrap_or_else(|| panic!("Argo CD ran no {action} on {input}"));
+        assert!(result["error"].is_null(), "{action} on {input}: {result}");
+        let impacted = result["impacted"].as_array().expect("impacted resources");
+        assert_eq!(impacted.len(), 1, "{action} on {input}: {result}");
+        assert_eq!(impacted[0]["operation"], "patch", "{result}");
+        let mut got = impacted[0]["resource"].clone();
         let mut want = yaml_file(&dir.join(t["expectedOutputPath"].as_str().unwrap()));
         // The action writes the current time: check it, then compare the rest.
         let key = api::REQUESTED_AT_ANNOTATION;

@@ -612,22 +612,30 @@ impl KubeCluster {
     /// `kubectl apply --server-side -f crds/`, then waits until every CRD is Established
     /// and its resources are discoverable. Idempotent; returns the apply's output.
     pub fn apply_crds(&self) -> Output {
-        let crds = root().join("crds");
+        self.apply_crds_from(&root().join("crds"))
+    }
+
+    /// [`KubeCluster::apply_crds`] for the CRDs in another directory (Flux's, say).
+    pub fn apply_crds_from(&self, crds: &Path) -> Output {
         let out = self
             .kubectl_cmd()
             .args(["apply", "--server-side", "--field-manager=aosm-tests", "-f"])
-            .arg(&crds)
+            .arg(crds)
             .run();
-        assert!(out.success(), "kubectl apply of crds/ failed\n{out}");
+        assert!(
+            out.success(),
+            "kubectl apply of {} failed\n{out}",
+            crds.display()
+        );
         self.kubectl_cmd()
             .args(["wait", "--for=condition=Established"])
             .arg(format!("--timeout={}s", CRD_TIMEOUT.as_secs()))
             .arg("-f")
-            .arg(&crds)
+            .arg(crds)
             .ok();
         // Established does not mean discovery lists the resources yet (kubectl get by
         // resource name, short name or category needs it).
-        let want = crd_resource_names(&crds);
+        let want = crd_resource_names(crds);
         super::wait_for("the CRDs' resources in discovery", CRD_TIMEOUT, || {
             let listed = self.kubectl(["api-resources", "--cached=false", "-o", "name"]);
             let names: Vec<&str> = listed.stdout.lines().collect();

@@ -16,14 +16,17 @@ pub mod endpoint;
 pub mod env;
 pub mod fileserver;
 pub mod fixtures;
+pub mod flux;
 pub mod hostile_helm;
 pub mod hostile_registry;
 pub mod kube;
+pub mod operator;
 pub mod proxy;
 pub mod registry;
 pub mod rt;
 pub mod scripted_arm;
 pub mod serve;
+pub mod timeline;
 pub mod tools;
 
 pub use cmd::{Cmd, Output, Running};
