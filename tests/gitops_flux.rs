@@ -536,6 +536,7 @@ fn flux_waits_for_the_transfers_fails_fast_on_a_bad_revision_recovers_and_prunes
         "Flux's message must say the transfer stalled: {failure}"
     );
     assert_eq!(failure["reason"], "HealthCheckFailed", "{failure}");
+    eprintln!("Flux on a revision naming an artifact not in the manifest: {failure}");
     // The reason and message live on the transfer (kubectl describe / get -o yaml).
     let t = g.transfer("contoso-cnf-container").expect("the transfer");
     let stalled = t["status"]["conditions"]
