@@ -300,7 +300,7 @@ fn a_push_of_a_v1_artifact_is_refused_with_the_rule() {
     .expect_err("v1 cannot be pushed");
     assert_eq!(
         err.reason,
-        aosm_artifact_operator::transfer::Reason::VersionFormat
+        aosm_artifact_operator::api::Reason::VersionFormat
     );
     assert!(err.message.contains("must look like 1.0.0"), "{err}");
     assert_eq!(arm.seen().len(), 0, "refused before any ARM call");

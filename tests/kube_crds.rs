@@ -426,7 +426,7 @@ fn printer_columns_and_the_aosm_category() {
         conditions::mark_ready(
             &mut status.conditions,
             t.metadata.generation,
-            conditions::reason::SUCCEEDED,
+            aosm_artifact_operator::api::Reason::Succeeded,
             "pushed to printer-cluster-store",
             // metav1.Time has whole seconds: the server drops the fraction.
             Timestamp::from_second(Timestamp::now().as_second()).expect("a timestamp"),
@@ -722,7 +722,7 @@ fn a_new_object_reads_as_unobserved_until_the_controller_writes_status() {
         conditions::mark_reconciling(
             &mut status.conditions,
             t.metadata.generation,
-            conditions::reason::PROGRESSING,
+            aosm_artifact_operator::api::Reason::Progressing,
             "copying",
             Timestamp::from_second(Timestamp::now().as_second()).expect("a timestamp"),
         );

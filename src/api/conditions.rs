@@ -1,19 +1,23 @@
-//! `metav1.Condition` helpers, condition types and reasons (kstatus-compatible).
+//! `metav1.Condition` helpers and condition types (kstatus-compatible); the reasons are
+//! [`Reason`].
 //!
 //! The controller keeps three condition types on every object:
 //! - [`READY`]: `True` when the work is done for the observed generation, `False` when it
 //!   failed, `Unknown` while in progress.
 //! - [`RECONCILING`]: present (`True`) only while work is in progress; reason
-//!   [`reason::PROGRESSING`] or [`reason::PROGRESSING_WITH_RETRY`].
+//!   [`Reason::Progressing`] or [`Reason::ProgressingWithRetry`].
 //! - [`STALLED`]: present (`True`) only when the object cannot succeed without a change of
-//!   its spec or of something it references; the reason says why (see [`reason`]).
+//!   its spec or of something it references; the reason says why (a permanent [`Reason`]).
 //!
-//! [`mark_ready`], [`mark_reconciling`] and [`mark_stalled`] keep these three consistent;
+//! [`mark_ready`], [`mark_reconciling`], [`mark_retrying`], [`mark_stalled`] and
+//! [`mark_not_ready`] keep these three consistent;
 //! [`set_condition`] is the primitive: it replaces the condition of the same type and keeps
 //! `lastTransitionTime` unless the status changes.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
+
+use super::reason::Reason;
 
 /// Condition type: the object's work is done (`True`), failed (`False`) or in progress (`Unknown`).
 pub const READY: &str = "Ready";
@@ -29,92 +33,13 @@ pub const FALSE: &str = "False";
 /// Condition status `"Unknown"`.
 pub const UNKNOWN: &str = "Unknown";
 
-/// Condition reasons (CamelCase, as `metav1.Condition` requires).
-pub mod reason {
-    /// Ready=True: the destination holds the artifact's digest for the observed generation
-    /// (or, for a store: ARM answered and the store is ACR-backed).
-    pub const SUCCEEDED: &str = "Succeeded";
-    /// Reconciling: the first attempt (or a re-run) is in progress.
-    pub const PROGRESSING: &str = "Progressing";
-    /// Reconciling: a transient failure (network, 5xx, 429, token expiry, ARM throttling)
-    /// happened; retrying with backoff.
-    pub const PROGRESSING_WITH_RETRY: &str = "ProgressingWithRetry";
-    /// Ready=False (no Stalled): `spec.suspend` is true.
-    pub const SUSPENDED: &str = "Suspended";
-
-    // Permanent failures (Stalled=True, Ready=False): need a change by the user.
-    /// The (artifact, version) is not listed in the AOSM artifact manifest, or its
-    /// artifactType does not fit the source.
-    pub const ARTIFACT_NOT_IN_MANIFEST: &str = "ArtifactNotInManifest";
-    /// A version is not in the `1.2.3` format ACR/AOSM requires.
-    pub const VERSION_FORMAT: &str = "VersionFormat";
-    /// A Helm chart's name or version differs from the artifact name or version.
-    pub const CHART_NAME_MISMATCH: &str = "ChartNameMismatch";
-    /// A Secret (or a key in it) named by the spec or the store does not exist.
-    pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
-    /// The store does not exist, or a ClusterArtifactStore's `allowedNamespaces` does not
-    /// select the transfer's namespace.
-    pub const STORE_NOT_ALLOWED: &str = "StoreNotAllowed";
-    /// A namespaced ArtifactStore would authenticate as the controller itself (its
-    /// workload or managed identity); the cluster admin has not allowed that
-    /// (`--namespaced-store-ambient-identity`). Give the store its own credential.
-    pub const AMBIENT_IDENTITY_NOT_ALLOWED: &str = "AmbientIdentityNotAllowed";
-    /// A namespaced ArtifactStore overrides an Azure endpoint on a host the cluster admin
-    /// has not allowed (`--namespaced-store-endpoint-hosts`).
-    pub const ENDPOINT_NOT_ALLOWED: &str = "EndpointNotAllowed";
-    /// The ServiceAccount named by `identity.serviceAccountName` does not exist in the
-    /// store's namespace, or has no `azure.workload.identity/client-id` annotation.
-    pub const SERVICE_ACCOUNT_NOT_FOUND: &str = "ServiceAccountNotFound";
-    /// ARM or the registry answered 403: the identity lacks a role assignment or scope.
-    pub const FORBIDDEN: &str = "Forbidden";
-    /// The source (image, chart, ConfigMap, key, store artifact) does not exist.
-    pub const SOURCE_NOT_FOUND: &str = "SourceNotFound";
-    /// The AOSM artifact store is not ACR-backed (e.g. AzureStorageAccount): not supported.
-    pub const UNSUPPORTED_STORE_TYPE: &str = "UnsupportedStoreType";
-    /// The spec is invalid in a way the CRD schema could not catch.
-    pub const INVALID_SPEC: &str = "InvalidSpec";
-    /// A ConfigMap (or a key in it) named by the spec does not exist.
-    pub const CONFIG_MAP_NOT_FOUND: &str = "ConfigMapNotFound";
-    /// The AOSM publisher, artifact store or artifact manifest does not exist in ARM.
-    pub const STORE_NOT_FOUND: &str = "StoreNotFound";
-    /// Content failed verification (digest mismatch).
-    pub const INTEGRITY_ERROR: &str = "IntegrityError";
-    /// Any other permanent failure.
-    pub const TRANSFER_FAILED: &str = "TransferFailed";
-
-    /// All permanent (Stalled) reasons.
-    pub const PERMANENT: &[&str] = &[
-        ARTIFACT_NOT_IN_MANIFEST,
-        VERSION_FORMAT,
-        CHART_NAME_MISMATCH,
-        SECRET_NOT_FOUND,
-        STORE_NOT_ALLOWED,
-        AMBIENT_IDENTITY_NOT_ALLOWED,
-        ENDPOINT_NOT_ALLOWED,
-        SERVICE_ACCOUNT_NOT_FOUND,
-        FORBIDDEN,
-        SOURCE_NOT_FOUND,
-        UNSUPPORTED_STORE_TYPE,
-        INVALID_SPEC,
-        CONFIG_MAP_NOT_FOUND,
-        STORE_NOT_FOUND,
-        INTEGRITY_ERROR,
-        TRANSFER_FAILED,
-    ];
-
-    /// Whether `reason` is one of the permanent (Stalled) reasons.
-    pub fn is_permanent(reason: &str) -> bool {
-        PERMANENT.contains(&reason)
-    }
-}
-
 /// Builds a condition with `lastTransitionTime = now`. `status` is [`TRUE`], [`FALSE`] or
 /// [`UNKNOWN`]. `message` is for humans (a `metav1.Condition` allows up to 32768 bytes;
 /// longer messages are cut at a character boundary).
 pub fn new_condition(
     type_: &str,
     status: &str,
-    reason: &str,
+    reason: Reason,
     message: impl Into<String>,
     observed_generation: Option<i64>,
     now: Timestamp,
@@ -124,7 +49,7 @@ pub fn new_condition(
     Condition {
         type_: type_.to_string(),
         status: status.to_string(),
-        reason: reason.to_string(),
+        reason: reason.as_str().to_string(),
         message,
         observed_generation,
         // The API server keeps whole seconds; so do we, so a status read back compares equal.
@@ -191,12 +116,12 @@ pub fn is_ready_for(conditions: &[Condition], generation: Option<i64>) -> bool {
         .is_some_and(|c| c.status == TRUE && c.observed_generation == generation)
 }
 
-/// Success: Ready=True with `reason` (usually [`reason::SUCCEEDED`]); removes Reconciling
+/// Success: Ready=True with `reason` (usually [`Reason::Succeeded`]); removes Reconciling
 /// and Stalled. Returns whether anything changed.
 pub fn mark_ready(
     conditions: &mut Vec<Condition>,
     generation: Option<i64>,
-    reason: &str,
+    reason: Reason,
     message: impl Into<String>,
     now: Timestamp,
 ) -> bool {
@@ -209,13 +134,13 @@ pub fn mark_ready(
     changed
 }
 
-/// Work in progress: Reconciling=True with `reason` ([`reason::PROGRESSING`] or
-/// [`reason::PROGRESSING_WITH_RETRY`]), Ready=Unknown with the same reason and message;
+/// Work in progress: Reconciling=True with `reason` (usually [`Reason::Progressing`]),
+/// Ready=Unknown with the same reason and message;
 /// removes Stalled. Returns whether anything changed.
 pub fn mark_reconciling(
     conditions: &mut Vec<Condition>,
     generation: Option<i64>,
-    reason: &str,
+    reason: Reason,
     message: impl Into<String>,
     now: Timestamp,
 ) -> bool {
@@ -232,13 +157,39 @@ pub fn mark_reconciling(
     changed
 }
 
-/// Permanent failure: Stalled=True and Ready=False, both with `reason` (one of
-/// [`reason::PERMANENT`]) and `message` (what the user must fix); removes Reconciling.
+/// A transient failure, retried with backoff: Reconciling=True and Ready=False, both with
+/// [`Reason::ProgressingWithRetry`] and `message` (what failed); removes Stalled. Transfers
+/// and stores both use it. kstatus reads Reconciling=True as in progress whatever Ready
+/// says; Ready=False (not Unknown, as a first attempt has) lets `kubectl wait
+/// --for=condition=Ready=false` and Argo CD's message tell a retrying object from a fresh
+/// one, as Flux's own objects do. Returns whether anything changed.
+pub fn mark_retrying(
+    conditions: &mut Vec<Condition>,
+    generation: Option<i64>,
+    message: impl Into<String>,
+    now: Timestamp,
+) -> bool {
+    let message = message.into();
+    let reason = Reason::ProgressingWithRetry;
+    let mut changed = set_condition(
+        conditions,
+        new_condition(READY, FALSE, reason, message.clone(), generation, now),
+    );
+    changed |= set_condition(
+        conditions,
+        new_condition(RECONCILING, TRUE, reason, message, generation, now),
+    );
+    changed |= remove_condition(conditions, STALLED);
+    changed
+}
+
+/// Permanent failure: Stalled=True and Ready=False, both with `reason` (a permanent
+/// [`Reason`]) and `message` (what the user must fix); removes Reconciling.
 /// Returns whether anything changed.
 pub fn mark_stalled(
     conditions: &mut Vec<Condition>,
     generation: Option<i64>,
-    reason: &str,
+    reason: Reason,
     message: impl Into<String>,
     now: Timestamp,
 ) -> bool {
@@ -255,12 +206,12 @@ pub fn mark_stalled(
     changed
 }
 
-/// Not ready without being stalled or in progress (e.g. [`reason::SUSPENDED`]):
+/// Not ready without being stalled or in progress (e.g. [`Reason::Suspended`]):
 /// Ready=False; removes Reconciling and Stalled. Returns whether anything changed.
 pub fn mark_not_ready(
     conditions: &mut Vec<Condition>,
     generation: Option<i64>,
-    reason: &str,
+    reason: Reason,
     message: impl Into<String>,
     now: Timestamp,
 ) -> bool {
@@ -286,15 +237,15 @@ mod tests {
         let mut conds = Vec::new();
         assert!(set_condition(
             &mut conds,
-            new_condition(READY, UNKNOWN, reason::PROGRESSING, "a", Some(1), t(0))
+            new_condition(READY, UNKNOWN, Reason::Progressing, "a", Some(1), t(0))
         ));
         assert!(set_condition(
             &mut conds,
-            new_condition(RECONCILING, TRUE, reason::PROGRESSING, "b", Some(1), t(0))
+            new_condition(RECONCILING, TRUE, Reason::Progressing, "b", Some(1), t(0))
         ));
         assert!(set_condition(
             &mut conds,
-            new_condition(READY, TRUE, reason::SUCCEEDED, "done", Some(1), t(5))
+            new_condition(READY, TRUE, Reason::Succeeded, "done", Some(1), t(5))
         ));
         assert_eq!(conds.len(), 2);
         assert_eq!(conds[0].type_, READY, "order kept");
@@ -307,16 +258,16 @@ mod tests {
         let mut conds = Vec::new();
         set_condition(
             &mut conds,
-            new_condition(READY, FALSE, reason::SECRET_NOT_FOUND, "x", Some(1), t(0)),
+            new_condition(READY, FALSE, Reason::SecretNotFound, "x", Some(1), t(0)),
         );
         let changed = set_condition(
             &mut conds,
-            new_condition(READY, FALSE, reason::FORBIDDEN, "y", Some(2), t(10)),
+            new_condition(READY, FALSE, Reason::Forbidden, "y", Some(2), t(10)),
         );
         assert!(changed);
         let c = get_condition(&conds, READY).unwrap();
         assert_eq!(c.last_transition_time, Time(t(0)));
-        assert_eq!(c.reason, reason::FORBIDDEN);
+        assert_eq!(c.reason, "Forbidden");
         assert_eq!(c.message, "y");
         assert_eq!(c.observed_generation, Some(2));
     }
@@ -326,11 +277,11 @@ mod tests {
         let mut conds = Vec::new();
         set_condition(
             &mut conds,
-            new_condition(READY, TRUE, reason::SUCCEEDED, "ok", Some(3), t(0)),
+            new_condition(READY, TRUE, Reason::Succeeded, "ok", Some(3), t(0)),
         );
         let changed = set_condition(
             &mut conds,
-            new_condition(READY, TRUE, reason::SUCCEEDED, "ok", Some(3), t(99)),
+            new_condition(READY, TRUE, Reason::Succeeded, "ok", Some(3), t(99)),
         );
         assert!(!changed, "only the timestamp differed and it is kept");
         assert_eq!(conds[0].last_transition_time, Time(t(0)));
@@ -343,7 +294,7 @@ mod tests {
         assert!(!remove_condition(&mut conds, READY));
         set_condition(
             &mut conds,
-            new_condition(STALLED, TRUE, reason::FORBIDDEN, "403", None, t(0)),
+            new_condition(STALLED, TRUE, Reason::Forbidden, "403", None, t(0)),
         );
         assert!(is_true(&conds, STALLED));
         assert!(!is_true(&conds, READY));
@@ -357,7 +308,7 @@ mod tests {
         assert!(mark_reconciling(
             &mut conds,
             Some(1),
-            reason::PROGRESSING,
+            Reason::Progressing,
             "copying",
             t(0)
         ));
@@ -366,7 +317,7 @@ mod tests {
         assert!(!mark_reconciling(
             &mut conds,
             Some(1),
-            reason::PROGRESSING,
+            Reason::Progressing,
             "copying",
             t(1)
         ));
@@ -374,7 +325,7 @@ mod tests {
         assert!(mark_stalled(
             &mut conds,
             Some(1),
-            reason::ARTIFACT_NOT_IN_MANIFEST,
+            Reason::ArtifactNotInManifest,
             "artifact foo:1.0.0 is not in manifest m",
             t(2)
         ));
@@ -382,13 +333,13 @@ mod tests {
         assert!(is_true(&conds, STALLED));
         let ready = get_condition(&conds, READY).unwrap();
         assert_eq!(ready.status, FALSE);
-        assert_eq!(ready.reason, reason::ARTIFACT_NOT_IN_MANIFEST);
+        assert_eq!(ready.reason, "ArtifactNotInManifest");
         assert_eq!(ready.last_transition_time, Time(t(2)));
 
         assert!(mark_ready(
             &mut conds,
             Some(2),
-            reason::SUCCEEDED,
+            Reason::Succeeded,
             "pushed",
             t(3)
         ));
@@ -399,21 +350,20 @@ mod tests {
         assert!(mark_not_ready(
             &mut conds,
             Some(3),
-            reason::SUSPENDED,
+            Reason::Suspended,
             "suspended",
             t(4)
         ));
         assert_eq!(get_condition(&conds, READY).unwrap().status, FALSE);
-    }
 
-    #[test]
-    fn permanent_reasons() {
-        for r in reason::PERMANENT {
-            assert!(reason::is_permanent(r));
-            assert!(r.chars().next().unwrap().is_ascii_uppercase());
-        }
-        assert!(!reason::is_permanent(reason::PROGRESSING_WITH_RETRY));
-        assert!(!reason::is_permanent(reason::SUCCEEDED));
+        assert!(mark_retrying(&mut conds, Some(3), "429", t(5)));
+        assert!(is_true(&conds, RECONCILING));
+        let ready = get_condition(&conds, READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            (FALSE, "ProgressingWithRetry")
+        );
+        assert!(!mark_retrying(&mut conds, Some(3), "429", t(6)));
     }
 
     #[test]
@@ -421,7 +371,7 @@ mod tests {
         let c = new_condition(
             READY,
             FALSE,
-            reason::FORBIDDEN,
+            Reason::Forbidden,
             "é".repeat(20000),
             None,
             t(0),

@@ -11,6 +11,7 @@
 
 pub mod conditions;
 pub mod duration;
+pub mod reason;
 pub mod store;
 pub mod transfer;
 
@@ -23,6 +24,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use duration::{DurationError, parse_duration};
+pub use reason::{Nature, Reason};
 pub use store::{
     AosmApiVersion, ArtifactStore, ArtifactStoreSpec, ArtifactStoreStatus, AzureCloud,
     ClusterArtifactStore, ClusterArtifactStoreSpec, IdentityType, StoreIdentity,

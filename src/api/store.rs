@@ -32,16 +32,6 @@ pub enum AzureCloud {
 }
 
 impl AzureCloud {
-    /// The AOSM client's cloud (which knows each cloud's endpoints).
-    pub fn cloud(self) -> crate::aosm::Cloud {
-        match self {
-            AzureCloud::AzurePublic => crate::aosm::Cloud::AzurePublic,
-            AzureCloud::AzureUsGovernment => crate::aosm::Cloud::AzureUSGovernment,
-            AzureCloud::AzureChina => crate::aosm::Cloud::AzureChina,
-            AzureCloud::Custom => crate::aosm::Cloud::Custom,
-        }
-    }
-
     /// The name as written in the spec.
     pub fn as_str(self) -> &'static str {
         match self {

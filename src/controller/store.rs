@@ -16,9 +16,10 @@ use super::context::{Context, FIELD_MANAGER, backoff};
 use super::error::Error;
 use super::inputs;
 use super::transfer::{INPUT_RECHECK_BASE, INPUT_RECHECK_MAX, RETRY_BASE, RETRY_MAX};
-use crate::api::conditions::{self, reason};
+use crate::api::conditions;
 use crate::api::{
     API_VERSION, ArtifactStore, ArtifactStoreSpec, ArtifactStoreStatus, ClusterArtifactStore,
+    Reason,
 };
 use crate::transfer::resolve::{StoreOwner, store_config};
 
@@ -159,7 +160,7 @@ async fn reconcile_inner<S: StoreObject>(
             conditions::mark_ready(
                 &mut status.conditions,
                 generation,
-                reason::SUCCEEDED,
+                Reason::Succeeded,
                 message.clone(),
                 now,
             );
@@ -167,17 +168,15 @@ async fn reconcile_inner<S: StoreObject>(
             (
                 Action::requeue(STORE_RECHECK),
                 "success",
-                (EventType::Normal, reason::SUCCEEDED.to_string(), message),
+                (
+                    EventType::Normal,
+                    Reason::Succeeded.as_str().to_string(),
+                    message,
+                ),
             )
         }
         Err(e) if e.is_transient() => {
-            conditions::mark_reconciling(
-                &mut status.conditions,
-                generation,
-                reason::PROGRESSING_WITH_RETRY,
-                e.message.clone(),
-                now,
-            );
+            conditions::mark_retrying(&mut status.conditions, generation, e.message.clone(), now);
             write(s, ctx, &status, &previous).await?;
             return Err(Error::Transient(e));
         }
@@ -185,11 +184,11 @@ async fn reconcile_inner<S: StoreObject>(
             conditions::mark_stalled(
                 &mut status.conditions,
                 generation,
-                e.reason.as_str(),
+                e.reason,
                 e.message.clone(),
                 now,
             );
-            let action = if super::transfer::waits_for_kubernetes_object(e.reason.as_str()) {
+            let action = if e.reason.awaits_kubernetes_object() {
                 Action::requeue(backoff(
                     ctx.failed(&key(s)),
                     INPUT_RECHECK_BASE,

@@ -15,7 +15,7 @@ use super::context::{Context, FIELD_MANAGER, backoff};
 use super::error::Error;
 use super::inputs;
 use super::progress::Counters;
-use crate::api::conditions::{self, READY, RECONCILING, STALLED, TRUE, get_condition, reason};
+use crate::api::conditions::{self, READY, RECONCILING, STALLED, TRUE, get_condition};
 use crate::api::{API_VERSION, ArtifactTransfer, ArtifactTransferStatus};
 use crate::transfer::resolve::resolve;
 use crate::transfer::{Reason, TransferError, TransferRequest, status};
@@ -45,22 +45,6 @@ pub enum Decision {
     Recheck,
     /// Nothing to do before this much time has passed.
     Wait(Duration),
-}
-
-/// Permanent reasons decided inside the cluster: a Kubernetes object the user may create
-/// or fix at any time (Secrets, ConfigMaps and ServiceAccounts are not watched), or the
-/// admin's tenancy flags (a restart with other flags). Re-evaluated with backoff, and at
-/// once after a restart; re-evaluating costs `get`s, never an outbound request.
-pub fn waits_for_kubernetes_object(reason: &str) -> bool {
-    [
-        reason::SECRET_NOT_FOUND,
-        reason::CONFIG_MAP_NOT_FOUND,
-        reason::STORE_NOT_ALLOWED,
-        reason::SERVICE_ACCOUNT_NOT_FOUND,
-        reason::AMBIENT_IDENTITY_NOT_ALLOWED,
-        reason::ENDPOINT_NOT_ALLOWED,
-    ]
-    .contains(&reason)
 }
 
 fn elapsed_since(t: Option<&Time>, now: Timestamp) -> Option<Duration> {
@@ -96,7 +80,11 @@ pub fn decide(t: &ArtifactTransfer, now: Timestamp) -> Decision {
     if let Some(stalled) = get_condition(&status.conditions, STALLED)
         && stalled.status == TRUE
     {
-        if waits_for_kubernetes_object(&stalled.reason) {
+        if stalled
+            .reason
+            .parse::<Reason>()
+            .is_ok_and(Reason::awaits_kubernetes_object)
+        {
             return Decision::Run;
         }
         return match elapsed_since(status.started_at.as_ref(), now) {
@@ -276,7 +264,7 @@ async fn copy(
 
     let now = Timestamp::now();
     let retrying = get_condition(&previous.conditions, RECONCILING)
-        .is_some_and(|c| c.reason == reason::PROGRESSING_WITH_RETRY);
+        .is_some_and(|c| c.reason == Reason::ProgressingWithRetry.as_str());
     let side = t.spec.store_side();
     let (verb, preposition) = match t.spec.direction() {
         crate::api::Direction::Push => ("pushing", "to"),
@@ -295,7 +283,7 @@ async fn copy(
         conditions::mark_reconciling(
             &mut status.conditions,
             generation,
-            reason::PROGRESSING,
+            Reason::Progressing,
             message.clone(),
             now,
         );
@@ -419,7 +407,7 @@ async fn permanent_or_retry(
     )
     .map(|c| (c.reason.clone(), c.message.clone(), c.observed_generation));
     let same = before.as_ref().is_some_and(|(r, m, g)| {
-        r == error_reason(&error) && m == &error.message && *g == generation
+        r == error.reason.for_condition().as_str() && m == &error.message && *g == generation
     });
     status::failed(&mut status, &error, generation, now);
     ctx.metrics.transfer_failed(error.reason.as_str());
@@ -430,7 +418,7 @@ async fn permanent_or_retry(
         ctx.event(
             &reference,
             EventType::Warning,
-            error_reason(&error),
+            error.reason.for_condition().as_str(),
             "Transfer",
             error.message.clone(),
         )
@@ -441,7 +429,7 @@ async fn permanent_or_retry(
         return Err(Error::Transient(error));
     }
     tracing::warn!(transfer = %key(t), reason = error.reason.as_str(), error = %error.message, "transfer stalled");
-    let action = if waits_for_kubernetes_object(error.reason.as_str()) {
+    let action = if error.reason.awaits_kubernetes_object() {
         let n = ctx.failed(&key(t));
         Action::requeue(backoff(n, INPUT_RECHECK_BASE, INPUT_RECHECK_MAX))
     } else {
@@ -449,14 +437,6 @@ async fn permanent_or_retry(
         Action::requeue(t.spec.interval().unwrap_or(Duration::from_secs(3600)))
     };
     Ok(Outcome::new(action, "stalled"))
-}
-
-fn error_reason(e: &TransferError) -> &'static str {
-    if e.is_transient() {
-        reason::PROGRESSING_WITH_RETRY
-    } else {
-        e.reason.as_str()
-    }
 }
 
 #[cfg(test)]
@@ -498,7 +478,7 @@ mod tests {
         mark_ready(
             &mut s.conditions,
             Some(generation),
-            reason::SUCCEEDED,
+            Reason::Succeeded,
             "ok",
             at(completed),
         );
@@ -507,7 +487,7 @@ mod tests {
         t.status = Some(s);
     }
 
-    fn stalled(t: &mut ArtifactTransfer, why: &str, started: i64) {
+    fn stalled(t: &mut ArtifactTransfer, why: Reason, started: i64) {
         let mut s = ArtifactTransferStatus::default();
         mark_stalled(&mut s.conditions, Some(2), why, "fix it", at(started));
         s.observed_generation = Some(2);
@@ -562,7 +542,7 @@ mod tests {
     #[test]
     fn stalled_on_arm_waits_for_interval() {
         let mut t = transfer(serde_json::json!({}));
-        stalled(&mut t, reason::ARTIFACT_NOT_IN_MANIFEST, 0);
+        stalled(&mut t, Reason::ArtifactNotInManifest, 0);
         assert_eq!(decide(&t, at(30)), Decision::Wait(Duration::from_secs(570)));
         assert_eq!(decide(&t, at(601)), Decision::Run);
     }
@@ -570,7 +550,7 @@ mod tests {
     #[test]
     fn stalled_on_missing_secret_rechecks() {
         let mut t = transfer(serde_json::json!({}));
-        stalled(&mut t, reason::SECRET_NOT_FOUND, 0);
+        stalled(&mut t, Reason::SecretNotFound, 0);
         assert_eq!(decide(&t, at(1)), Decision::Run);
     }
 

@@ -14,10 +14,10 @@ use super::request::{
     Destination, FileSource, HelmSource, RegistrySide, Source, StoreArtifact as ResolvedArtifact,
     StoreConfig, TransferRequest,
 };
-use crate::aosm::{Identity, StoreId};
+use crate::aosm::{Cloud, Identity, StoreId};
 use crate::api::{
-    ArtifactStore, ArtifactStoreSpec, ArtifactTransfer, ClusterArtifactStore, IdentityType,
-    RegistryImage, StoreArtifact, StoreKind, TransferDestination, TransferSource,
+    ArtifactStore, ArtifactStoreSpec, ArtifactTransfer, AzureCloud, ClusterArtifactStore,
+    IdentityType, RegistryImage, StoreArtifact, StoreKind, TransferDestination, TransferSource,
 };
 use crate::engine::{Credentials, DockerConfigAuth, ImageRef, Secret as EngineSecret};
 
@@ -304,7 +304,7 @@ pub fn store_config(
             publisher: spec.publisher.clone(),
             artifact_store: spec.artifact_store.clone(),
         },
-        cloud: spec.cloud.cloud(),
+        cloud: aosm_cloud(spec.cloud),
         arm_endpoint: spec.arm_endpoint.clone(),
         authority_host: spec.authority_host.clone(),
         api_version: spec.api_version.as_str().to_string(),
@@ -475,6 +475,16 @@ pub fn resolve(
         destination,
         platforms,
     })
+}
+
+/// The AOSM client's cloud (which knows each cloud's endpoints) for the spec's `cloud`.
+fn aosm_cloud(cloud: AzureCloud) -> Cloud {
+    match cloud {
+        AzureCloud::AzurePublic => Cloud::AzurePublic,
+        AzureCloud::AzureUsGovernment => Cloud::AzureUSGovernment,
+        AzureCloud::AzureChina => Cloud::AzureChina,
+        AzureCloud::Custom => Cloud::Custom,
+    }
 }
 
 #[cfg(test)]

@@ -7,9 +7,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::error::TransferError;
 use super::execute::TransferOutcome;
 use crate::api::ArtifactTransferStatus;
-use crate::api::conditions::{
-    self, FALSE, READY, RECONCILING, STALLED, TRUE, new_condition, reason as reasons, set_condition,
-};
+use crate::api::Reason;
+use crate::api::conditions;
 use crate::api::transfer::TransferProgress;
 
 /// Applies a successful outcome: Ready=True, no Reconciling or Stalled.
@@ -35,7 +34,7 @@ pub fn succeeded(
     conditions::mark_ready(
         &mut status.conditions,
         generation,
-        reasons::SUCCEEDED,
+        Reason::Succeeded,
         message,
         now,
     );
@@ -66,21 +65,12 @@ pub fn failed(
 ) {
     let message = error.message.clone();
     if error.is_transient() {
-        let reason = reasons::PROGRESSING_WITH_RETRY;
-        set_condition(
-            &mut status.conditions,
-            new_condition(READY, FALSE, reason, message.clone(), generation, now),
-        );
-        set_condition(
-            &mut status.conditions,
-            new_condition(RECONCILING, TRUE, reason, message, generation, now),
-        );
-        conditions::remove_condition(&mut status.conditions, STALLED);
+        conditions::mark_retrying(&mut status.conditions, generation, message, now);
     } else {
         conditions::mark_stalled(
             &mut status.conditions,
             generation,
-            error.reason.as_str(),
+            error.reason,
             message,
             now,
         );
