@@ -1,8 +1,8 @@
 //! The CRDs offline: `crds/` is up to date, every example is valid (Rust types, OpenAPI
 //! schema, CEL rules), every object in `tests/fixtures/invalid/` is refused with the message
-//! its `# expect:` lines name, and the Rust-side `validate()` agrees with the schema.
+//! its `# expect:` lines name, and the typed specs' `validate()` (the same `api::validation`) refuses it too.
 //!
-//! The schema is checked with `jsonschema` (patterns, enums, required, one-of, lengths,
+//! The schema is checked by `api::validation` (the library's, used by `transfer -f`) with `jsonschema` (patterns, enums, required, one-of, lengths,
 //! unknown fields as `kubectl apply`'s strict field validation reports them) after applying
 //! the schema defaults, and the `x-kubernetes-validations` CEL rules with `kube-cel`, as
 //! the API server does. The same fixtures are applied to a real kube-apiserver by the
@@ -18,7 +18,7 @@ use aosm_artifact_operator::api::{
     self, ArtifactStore, ArtifactTransfer, ClusterArtifactStore, ValidationError,
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -90,77 +90,11 @@ fn cli_crds_subcommand_prints_them() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Offline validation, as close to the API server's as we can get.
+// Offline validation: the library's (`api::validation`), as close to the API server's as we
+// can get.
 
 struct Kind {
     schema: Value,
-    validator: jsonschema::Validator,
-}
-
-fn kinds() -> &'static BTreeMap<String, Kind> {
-    static KINDS: std::sync::OnceLock<BTreeMap<String, Kind>> = std::sync::OnceLock::new();
-    KINDS.get_or_init(|| {
-        api::crds()
-            .into_iter()
-            .map(|crd| {
-                let version = &crd.spec.versions[0];
-                let schema = serde_json::to_value(
-                    version
-                        .schema
-                        .as_ref()
-                        .unwrap()
-                        .open_api_v3_schema
-                        .as_ref()
-                        .unwrap(),
-                )
-                .unwrap();
-                let mut strict = schema.clone();
-                // The API server adds these to every CRD's schema.
-                let props = strict["properties"].as_object_mut().unwrap();
-                props.insert("apiVersion".into(), json!({"type": "string"}));
-                props.insert("kind".into(), json!({"type": "string"}));
-                props.insert("metadata".into(), json!({"type": "object"}));
-                forbid_unknown_fields(&mut strict);
-                let validator = jsonschema::validator_for(&strict).expect("schema compiles");
-                (crd.spec.names.kind.clone(), Kind { schema, validator })
-            })
-            .collect()
-    })
-}
-
-/// `additionalProperties: false` on every object schema with `properties`: what strict
-/// field validation (`kubectl apply` default) does with unknown fields.
-fn forbid_unknown_fields(schema: &mut Value) {
-    match schema {
-        Value::Object(map) => {
-            if map.contains_key("properties")
-                && !map.contains_key("additionalProperties")
-                && !map.contains_key("x-kubernetes-preserve-unknown-fields")
-            {
-                map.insert("additionalProperties".into(), Value::Bool(false));
-            }
-            map.values_mut().for_each(forbid_unknown_fields);
-        }
-        Value::Array(items) => items.iter_mut().for_each(forbid_unknown_fields),
-        _ => {}
-    }
-}
-
-/// `spec.platforms[0]` from a JSON pointer-like location.
-fn dotted<'a>(segments: impl Iterator<Item = jsonschema::paths::LocationSegment<'a>>) -> String {
-    let mut out = String::new();
-    for s in segments {
-        match s {
-            jsonschema::paths::LocationSegment::Property(p) => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(&p);
-            }
-            jsonschema::paths::LocationSegment::Index(i) => out.push_str(&format!("[{i}]")),
-        }
-    }
-    out
 }
 
 fn join(path: &str, field: &str) -> String {
@@ -171,108 +105,40 @@ fn join(path: &str, field: &str) -> String {
     }
 }
 
-/// Duplicates in `x-kubernetes-list-type: set` lists (the API server refuses them).
-fn set_duplicates(schema: &Value, value: &Value, path: &str, out: &mut Vec<String>) {
-    match value {
-        Value::Object(obj) => {
-            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
-                for (k, v) in obj {
-                    if let Some(s) = props.get(k) {
-                        set_duplicates(s, v, &join(path, k), out);
-                    }
-                }
-            }
-        }
-        Value::Array(items) => {
-            if schema.get("x-kubernetes-list-type") == Some(&json!("set")) {
-                let mut seen = HashSet::new();
-                for (i, item) in items.iter().enumerate() {
-                    if !seen.insert(item.to_string()) {
-                        out.push(format!("{path}[{i}]: Duplicate value: {item}"));
-                    }
-                }
-            }
-            if let Some(s) = schema.get("items") {
-                for (i, item) in items.iter().enumerate() {
-                    set_duplicates(s, item, &format!("{path}[{i}]"), out);
-                }
-            }
-        }
-        _ => {}
-    }
+/// Each kind's `openAPIV3Schema`, as the CRDs carry it.
+fn kinds() -> BTreeMap<String, Kind> {
+    api::crds()
+        .into_iter()
+        .map(|crd| {
+            let version = &crd.spec.versions[0];
+            let schema = serde_json::to_value(
+                version
+                    .schema
+                    .as_ref()
+                    .unwrap()
+                    .open_api_v3_schema
+                    .as_ref()
+                    .unwrap(),
+            )
+            .unwrap();
+            (crd.spec.names.kind.clone(), Kind { schema })
+        })
+        .collect()
 }
 
-/// Validates `obj` like the API server: defaults, OpenAPI schema (strict fields), list
-/// sets, then CEL rules unless a type or enum error blocks them. Returns messages in the
-/// API server's style (`spec.x: Required value`, `spec.y: Invalid value: ...`).
+/// The messages `api::validation` gives for `obj`; asserts every CEL rule evaluated.
 fn offline_validate(obj: &Value) -> Vec<String> {
-    let kind_name = obj["kind"].as_str().unwrap_or_default();
-    assert_eq!(
-        obj["apiVersion"],
-        api::API_VERSION,
-        "apiVersion of {kind_name}"
-    );
-    let kind = kinds()
-        .get(kind_name)
-        .unwrap_or_else(|| panic!("unknown kind {kind_name}"));
-    let defaulted = kube_cel::apply_defaults(&kind.schema, obj);
-    let mut errors = Vec::new();
-    let mut blocking = false;
-    for e in kind.validator.iter_errors(&defaulted) {
-        let path = dotted(e.instance_path().segments());
-        use jsonschema::error::ValidationErrorKind as K;
-        let msg = match e.kind() {
-            K::Required { property } => {
-                format!(
-                    "{}: Required value",
-                    join(&path, property.as_str().unwrap_or("?"))
-                )
-            }
-            K::AdditionalProperties { unexpected } => unexpected
-                .iter()
-                .map(|u| format!("unknown field {:?}", join(&path, u)))
-                .collect::<Vec<_>>()
-                .join(", "),
-            K::Enum { .. } => {
-                blocking = true;
-                format!("{path}: Unsupported value: {}", e.instance())
-            }
-            K::Type { .. } => {
-                blocking = true;
-                format!("{path}: Invalid value: {}: {e}", e.instance())
-            }
-            K::Pattern { pattern } => {
-                format!(
-                    "{path}: Invalid value: {}: should match '{pattern}'",
-                    e.instance()
-                )
-            }
-            _ => format!("{path}: Invalid value: {e}"),
-        };
-        errors.push(msg);
-    }
-    set_duplicates(&kind.schema, &defaulted, "", &mut errors);
-    if !blocking
-        && let Err(cel) = kube_cel::Validator::new().validate(&kind.schema, &defaulted, None)
-    {
-        for e in cel.into_vec() {
-            // A runtime error (e.g. "no such key" when a required field is missing) also
-            // refuses the object, as on the API server; a rule that cannot be compiled or
-            // uses a function kube-cel lacks is a bug here.
-            assert!(
-                matches!(
-                    e.kind,
-                    kube_cel::ErrorKind::ValidationFailure
-                        | kube_cel::ErrorKind::InvalidResult
-                        | kube_cel::ErrorKind::EvaluationError
-                ),
-                "CEL rule {:?} could not be evaluated offline ({:?}): {}",
-                e.rule,
-                e.kind,
-                e.message
-            );
-            errors.push(format!("{}: Invalid value: {}", e.field_path, e.message));
-        }
+    let errors: Vec<String> = api::validation::validate_object(obj)
+        .err()
+        .unwrap_or_default()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    for e in &errors {
+        assert!(
+            !e.contains(api::validation::UNEVALUABLE),
+            "a CEL rule could not be evaluated offline: {e}"
+        );
     }
     errors
 }
@@ -351,8 +217,7 @@ fn examples_are_valid() {
                     );
                     rust_validate(&doc).unwrap_or_else(|e| panic!("{name}: {e}"));
                     // Rust defaults equal schema defaults: the defaulted object round-trips.
-                    let schema = &kinds()[&kind].schema;
-                    let defaulted = kube_cel::apply_defaults(schema, &doc);
+                    let defaulted = api::validation::with_defaults(&doc);
                     let back = match kind.as_str() {
                         "ArtifactTransfer" => serde_json::to_value(
                             serde_json::from_value::<ArtifactTransfer>(doc.clone()).unwrap(),
@@ -365,7 +230,17 @@ fn examples_are_valid() {
                         ),
                     }
                     .unwrap();
-                    assert_eq!(back, defaulted, "{name}: Rust and schema defaults differ");
+                    assert_eq!(
+                        back["spec"], defaulted["spec"],
+                        "{name}: Rust and schema defaults differ"
+                    );
+                    // The status default is the API server's alone: an unobserved object.
+                    assert_eq!(back.get("status"), None, "{name}");
+                    assert_eq!(
+                        defaulted["status"],
+                        serde_json::from_str::<Value>(api::UNOBSERVED_STATUS).unwrap(),
+                        "{name}"
+                    );
                 }
             }
             seen_kinds.insert(kind);
@@ -486,7 +361,7 @@ fn every_field_is_documented() {
                 .is_some_and(|d| d.len() > 40),
             "{kind} has no description"
         );
-        walk(&k.schema, kind, &mut missing);
+        walk(&k.schema, &kind, &mut missing);
     }
     assert!(
         missing.is_empty(),

@@ -5,15 +5,16 @@
 //!
 //! Every validation the CRD schema can carry (patterns, enums, lengths, CEL
 //! `x-kubernetes-validations` for one-of and cross-field rules) is in the schema, so the API
-//! server refuses bad objects at `kubectl apply` time. [`ArtifactTransferSpec::validate`]
-//! repeats the rules in Rust for objects that never pass an API server (the CLI's
-//! `transfer -f`).
+//! server refuses bad objects at `kubectl apply` time. [`validation`] applies the same
+//! schema and CEL rules to objects that never pass an API server (the CLI's
+//! `transfer -f`): the rules are written once, on the Rust types.
 
 pub mod conditions;
 pub mod duration;
 pub mod reason;
 pub mod store;
 pub mod transfer;
+pub mod validation;
 
 use std::sync::LazyLock;
 
@@ -32,8 +33,9 @@ pub use store::{
 pub use transfer::{
     ArtifactTransfer, ArtifactTransferSpec, ArtifactTransferStatus, ConfigMapSource, Direction,
     HelmRepositorySource, RegistryImage, StoreArtifact, StoreKind, StoreRef, TransferDestination,
-    TransferProgress, TransferSource, ValidationError,
+    TransferProgress, TransferSource,
 };
+pub use validation::ValidationError;
 
 /// API group of all kinds.
 pub const GROUP: &str = "artifacts.aosm.dev";

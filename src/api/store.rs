@@ -384,110 +384,11 @@ impl ArtifactStoreSpec {
 }
 
 impl ArtifactStoreSpec {
-    /// Checks the rules the CRD schema enforces (patterns, lengths, CEL rules), for specs
-    /// that did not come through an API server (e.g. the CLI's `transfer -f`). Returns
-    /// every broken rule, each naming its field (`spec.…`).
+    /// Checks the spec against the `ArtifactStore` CRD's schema and CEL rules (see
+    /// [`super::validation`]), for specs that did not come through an API server (e.g. the
+    /// CLI's `transfer -f`); a `ClusterArtifactStore` shares them. Returns every broken
+    /// rule, each naming its field (`spec.…`).
     pub fn validate(&self) -> Result<(), Vec<super::ValidationError>> {
-        use super::transfer::Checker;
-        let mut c = Checker::default();
-        c.pattern(
-            "spec.subscriptionId",
-            &self.subscription_id,
-            super::patterns::GUID,
-            36,
-            "a subscription ID (a GUID)",
-        );
-        c.pattern(
-            "spec.resourceGroup",
-            &self.resource_group,
-            super::patterns::RESOURCE_GROUP,
-            90,
-            "a resource group name",
-        );
-        c.pattern(
-            "spec.publisher",
-            &self.publisher,
-            super::patterns::ARM_NAME,
-            64,
-            "a publisher name (letters, digits, _ and -, starting with a letter or digit)",
-        );
-        c.pattern(
-            "spec.artifactStore",
-            &self.artifact_store,
-            super::patterns::ARM_NAME,
-            64,
-            "an artifact store name (letters, digits, _ and -, starting with a letter or digit)",
-        );
-        if let Some(url) = &self.arm_endpoint {
-            c.pattern(
-                "spec.armEndpoint",
-                url,
-                super::patterns::HTTPS_URL,
-                2048,
-                "an https:// URL without query",
-            );
-        }
-        if let Some(url) = &self.authority_host {
-            c.pattern(
-                "spec.authorityHost",
-                url,
-                super::patterns::HTTPS_URL,
-                2048,
-                "an https:// URL without query",
-            );
-        }
-        if self.cloud == AzureCloud::Custom && self.arm_endpoint.is_none() {
-            c.fail(
-                "spec.armEndpoint",
-                "armEndpoint is required when cloud is Custom",
-            );
-        }
-        let id = &self.identity;
-        if let Some(v) = &id.client_id {
-            c.pattern(
-                "spec.identity.clientId",
-                v,
-                super::patterns::GUID,
-                36,
-                "a client ID (a GUID)",
-            );
-        }
-        if let Some(v) = &id.tenant_id {
-            c.pattern(
-                "spec.identity.tenantId",
-                v,
-                super::patterns::TENANT,
-                253,
-                "a tenant ID (a GUID or a domain name)",
-            );
-        }
-        c.secret("spec.identity.secretRef", id.secret_ref.as_ref());
-        match (id.type_, &id.secret_ref) {
-            (IdentityType::ClientSecret, None) => c.fail(
-                "spec.identity.secretRef",
-                "identity.secretRef is required when identity.type is ClientSecret (a Secret with keys tenantId, clientId, clientSecret)",
-            ),
-            (IdentityType::WorkloadIdentity | IdentityType::ManagedIdentity, Some(_)) => c.fail(
-                "spec.identity.secretRef",
-                "identity.secretRef is only used with identity.type ClientSecret",
-            ),
-            _ => {}
-        }
-        if let Some(name) = &id.service_account_name {
-            c.pattern(
-                "spec.identity.serviceAccountName",
-                name,
-                super::patterns::K8S_NAME,
-                253,
-                "a ServiceAccount name",
-            );
-            if id.type_ != IdentityType::WorkloadIdentity {
-                c.fail(
-                    "spec.identity.serviceAccountName",
-                    "identity.serviceAccountName is only used with identity.type WorkloadIdentity",
-                );
-            }
-        }
-        c.finish()
+        super::validation::validate_spec("ArtifactStore", self)
     }
 }

@@ -219,7 +219,9 @@ fn service_account_identity(
                 format!("ServiceAccount {namespace}/{name} has no {CLIENT_ID_ANNOTATION} annotation and the store sets no identity.clientId; annotate it with the client id of the Azure identity federated with it"),
             )
         })?;
-    if !crate::api::transfer::re(crate::api::patterns::GUID).is_match(&client_id) {
+    static GUID: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| regex::Regex::new(crate::api::patterns::GUID).ok());
+    if !GUID.as_ref().is_some_and(|re| re.is_match(&client_id)) {
         return Err(TransferError::permanent(
             Reason::InvalidSpec,
             format!(
