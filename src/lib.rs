@@ -11,4 +11,5 @@ pub mod api;
 pub mod controller;
 pub mod engine;
 pub mod limits;
+pub mod slots;
 pub mod transfer;

@@ -154,3 +154,17 @@ pub const MIN_TRANSFER_INTERVAL: Duration = Duration::from_secs(10);
 /// Default of `run --max-concurrent-per-namespace`: transfers of one namespace running at
 /// once, so one namespace cannot hold every worker (`--concurrency`, default 4).
 pub const DEFAULT_MAX_CONCURRENT_PER_NAMESPACE: usize = 2;
+
+// ---------------------------------------------------------------------------------------
+// What the transfer core remembers between transfers (tenants choose how many stores,
+// identities and manifests exist, so every cache is bounded; the least recently used
+// entry goes first).
+
+/// ARM clients kept (one per store configuration and identity).
+pub const MAX_CACHED_ARM_CLIENTS: usize = 256;
+/// Store types, manifests and scoped credentials kept (one per store or manifest and
+/// identity).
+pub const MAX_CACHED_MANIFESTS: usize = 1024;
+/// Registry clients of store registries kept (one per registry, manifest and identity:
+/// their tokens outlive one transfer).
+pub const MAX_CACHED_STORE_CLIENTS: usize = 256;

@@ -3,7 +3,7 @@
 use super::error::AosmError;
 
 /// Which Azure cloud a store lives in.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Cloud {
     /// Azure public cloud.
     #[default]

@@ -46,7 +46,7 @@ pub struct ServiceAccountTokenError {
 }
 
 /// How the controller authenticates to ARM for a store.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Identity {
     /// Kubernetes workload identity (federated token file); ids default to the
     /// `AZURE_CLIENT_ID` / `AZURE_TENANT_ID` the AKS webhook injects.

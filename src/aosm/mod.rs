@@ -1,8 +1,7 @@
 //! AOSM client: ARM tokens through azure_identity, the `Microsoft.HybridNetwork` calls a
-//! transfer needs (manifest, `listCredential`, `updateState`), and a shared credential cache.
+//! transfer needs (manifest, `listCredential`, `updateState`).
 
 pub mod arm;
-pub mod cache;
 pub mod cloud;
 pub mod error;
 pub mod identity;
@@ -10,7 +9,6 @@ pub mod identity;
 pub use arm::{
     AcrCredential, ArmClient, ArtifactManifest, ManifestArtifact, StoreId, list_credential_calls,
 };
-pub use cache::{CacheKey, CredentialCache};
 pub use cloud::{Cloud, CloudEndpoints};
 pub use error::AosmError;
 pub use identity::{

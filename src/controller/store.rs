@@ -21,10 +21,8 @@ use crate::api::{
     API_VERSION, ArtifactStore, ArtifactStoreSpec, ArtifactStoreStatus, ClusterArtifactStore,
     Reason,
 };
+use crate::transfer::arm_clients::SUPPORTED_STORE_TYPE;
 use crate::transfer::resolve::{StoreOwner, store_config};
-
-/// The only store type AOSM artifact transfers support.
-pub const SUPPORTED_STORE_TYPE: &str = "AzureContainerRegistry";
 
 /// How often a Ready store is checked again.
 pub const STORE_RECHECK: Duration = Duration::from_secs(3600);

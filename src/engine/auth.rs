@@ -10,8 +10,9 @@ use serde::Deserialize;
 
 use super::error::{EngineError, Result};
 
-/// A secret string: never printed by `Debug` or `Display`.
-#[derive(Clone, PartialEq, Eq)]
+/// A secret string: never printed by `Debug` or `Display`. It compares and hashes by
+/// value, so a configuration holding one can key a cache (in memory only).
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Secret(String);
 
 impl Secret {

@@ -159,6 +159,18 @@ pub enum EngineError {
         /// Version in Chart.yaml.
         found_version: String,
     },
+    /// A [`crate::engine::CredentialSource`] could not give credentials (e.g. AOSM's
+    /// `listCredential` failed); its own error, so the caller can tell what it was.
+    #[error("cannot get registry credentials: {source}")]
+    CredentialSource {
+        /// The source's error.
+        #[source]
+        source: std::sync::Arc<dyn std::error::Error + Send + Sync>,
+        /// Whether a retry may succeed (the source said so).
+        transient: bool,
+        /// The delay the source's server asked for, if any.
+        retry_after: Option<Duration>,
+    },
     /// A multi-step operation failed; the message says which steps and why.
     #[error("{0}")]
     Failed(String),
@@ -176,7 +188,15 @@ pub enum EngineError {
 impl EngineError {
     /// True when retrying the same request later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Transient { .. } | Self::Connect { .. })
+        matches!(
+            self,
+            Self::Transient { .. }
+                | Self::Connect { .. }
+                | Self::CredentialSource {
+                    transient: true,
+                    ..
+                }
+        )
     }
 
     /// True when the user's input is at fault (exit code 2 in the CLI).
@@ -193,7 +213,9 @@ impl EngineError {
     /// Server-requested delay before the next attempt, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::Transient { retry_after, .. } => *retry_after,
+            Self::Transient { retry_after, .. } | Self::CredentialSource { retry_after, .. } => {
+                *retry_after
+            }
             _ => None,
         }
     }

@@ -1,20 +1,19 @@
 //! Runs a resolved [`TransferRequest`]: checks the artifact against the AOSM manifest,
 //! gets (cached, shared) scoped credentials, and drives the engine.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::FutureExt as _;
 use serde::Serialize;
 
+use super::arm_clients::ArmClients;
+use super::credential_cache::{CacheKey, CredentialCache, StoreCredentials};
 use super::error::{Reason, TransferError};
+use super::manifest_check::{ManifestCheck, check_source_fits};
 use super::request::{
     Destination, FileSource, Source, StoreArtifact, StoreConfig, TransferRequest,
 };
-use crate::aosm::{
-    AcrCredential, ArmClient, ArtifactManifest, CacheKey, CredentialCache, ManifestArtifact,
-};
+use crate::aosm::{AcrCredential, ArmClient, ManifestArtifact};
 pub use crate::api::Direction;
 use crate::engine::copy::{
     DEFAULT_CHUNK_SIZE, Endpoint, TransferOptions, TransferSummary, publish,
@@ -23,9 +22,9 @@ use crate::engine::files::{InlineFile, plan_files};
 use crate::engine::helm_repo::HelmRepository;
 use crate::engine::retry::RetryPolicy;
 use crate::engine::{
-    CredentialSource, Credentials, EngineError, ImageRef, Progress, RegistryClient,
-    RegistryOptions, Secret,
+    Credentials, EngineError, ImageRef, Progress, RegistryClient, RegistryOptions,
 };
+use crate::slots::Memo;
 
 /// What a successful transfer produced (the status to write).
 #[derive(Clone, Debug, Serialize)]
@@ -45,130 +44,44 @@ pub struct TransferOutcome {
     pub summary: TransferSummary,
 }
 
-/// The `artifactType` values of the api-versions this client speaks (`ArtifactType` in
-/// the specification); any other value is a later addition.
-const KNOWN_ARTIFACT_TYPES: [&str; 5] = [
-    "OCIArtifact",
-    "ArmTemplate",
-    "ImageFile",
-    "VhdImageFile",
-    "Unknown",
-];
-
-/// How long an artifact manifest read from ARM answers "is this artifact listed?" before
-/// it is read again. A miss always reads it again, so a newly added artifact is never
-/// refused because of the cache.
-const MANIFEST_TTL: Duration = Duration::from_secs(300);
-
-/// Artifacts of a manifest named in an `ArtifactNotInManifest` message (the rest are
-/// counted).
-const LISTED_IN_MESSAGE: usize = 20;
-
-type ManifestSlot = Arc<tokio::sync::Mutex<Option<(Instant, Arc<ArtifactManifest>)>>>;
-
-/// Executes transfers; shares ARM clients and credentials across them.
+/// Drives transfers: checks each against its manifest ([`ManifestCheck`]), gets scoped
+/// credentials ([`CredentialCache`]) through the store's ARM client ([`ArmClients`]), and
+/// runs the engine. Everything it keeps is shared by every transfer and bounded.
 pub struct Executor {
-    http: reqwest::Client,
+    arm: ArmClients,
+    manifests: ManifestCheck,
     cache: CredentialCache,
-    arm_clients: Mutex<HashMap<String, Arc<ArmClient>>>,
-    /// Store types already read from ARM (a store's type never changes), one read at a
-    /// time per store.
-    store_types: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<String>>>>>,
-    /// Artifact manifests read from ARM recently, one fetch at a time per manifest.
-    manifests: Mutex<HashMap<CacheKey, ManifestSlot>>,
-    /// Registry clients of store registries per (server, store, manifest): their tokens
-    /// outlive one transfer, so a re-check is one HEAD while the token is valid.
-    store_clients: Mutex<HashMap<(String, CacheKey), Arc<RegistryClient>>>,
+    /// Registry clients of store registries per (server, store and identity, manifest):
+    /// their tokens outlive one transfer, so a re-check is one HEAD while the token is valid.
+    store_clients: Memo<(String, CacheKey), RegistryClient>,
     retry: RetryPolicy,
     concurrency: usize,
-    /// Tokens of stores' own ServiceAccounts (`identity.serviceAccountName`).
-    service_account_tokens: Option<Arc<dyn crate::aosm::ServiceAccountTokens>>,
 }
 
 impl std::fmt::Debug for Executor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Executor").finish_non_exhaustive()
-    }
-}
-
-/// `1.0.0`: three dot-separated numbers, as ACR tags for AOSM must be.
-pub fn is_valid_version(v: &str) -> bool {
-    let parts: Vec<&str> = v.split('.').collect();
-    parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.len() <= 9 && p.bytes().all(|b| b.is_ascii_digit()))
-}
-
-fn aosm_to_engine(e: crate::aosm::AosmError) -> EngineError {
-    if e.is_transient() {
-        EngineError::Connect {
-            host: "ARM".into(),
-            reason: e.to_string(),
-        }
-    } else {
-        EngineError::Forbidden {
-            registry: "ARM".into(),
-            action: "listCredential".into(),
-            reason: e.to_string(),
-        }
-    }
-}
-
-/// Registry credentials that come from the credential cache and are renewed on refusal.
-struct StoreCredentials {
-    cache: CredentialCache,
-    arm: Arc<ArmClient>,
-    key: CacheKey,
-    artifact: StoreArtifact,
-    last_token: Mutex<Option<String>>,
-}
-
-impl CredentialSource for StoreCredentials {
-    fn basic(
-        &self,
-        refresh: bool,
-    ) -> futures_util::future::BoxFuture<'_, crate::engine::Result<(String, Secret)>> {
-        async move {
-            if refresh {
-                let last = self
-                    .last_token
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
-                if let Some(t) = last {
-                    self.cache.invalidate(&self.key, &t).await;
-                }
-            }
-            let c = self
-                .cache
-                .get(&self.key, || {
-                    self.arm
-                        .list_credential(&self.artifact.store.id, &self.artifact.manifest)
-                })
-                .await
-                .map_err(aosm_to_engine)?;
-            *self.last_token.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some(c.token.expose().to_string());
-            Ok((c.username, c.token))
-        }
-        .boxed()
+        f.debug_struct("Executor")
+            .field("arm", &self.arm)
+            .field("manifests", &self.manifests)
+            .field("store_clients", &self.store_clients)
+            .finish_non_exhaustive()
     }
 }
 
 impl Executor {
     /// A new executor; `concurrency` blobs in flight per transfer.
     pub fn new(concurrency: usize) -> Result<Self, TransferError> {
+        let retry = RetryPolicy::default();
         Ok(Self {
-            http: crate::engine::registry::http_client(false, None, None)?,
+            arm: ArmClients::new(
+                crate::engine::registry::http_client(false, None, None)?,
+                retry.clone(),
+            ),
+            manifests: ManifestCheck::default(),
             cache: CredentialCache::default(),
-            arm_clients: Mutex::new(HashMap::new()),
-            store_types: Mutex::new(HashMap::new()),
-            manifests: Mutex::new(HashMap::new()),
-            store_clients: Mutex::new(HashMap::new()),
-            retry: RetryPolicy::default(),
+            store_clients: Memo::new(crate::limits::MAX_CACHED_STORE_CLIENTS),
+            retry,
             concurrency: concurrency.max(1),
-            service_account_tokens: None,
         })
     }
 
@@ -178,152 +91,21 @@ impl Executor {
         mut self,
         tokens: Arc<dyn crate::aosm::ServiceAccountTokens>,
     ) -> Self {
-        self.service_account_tokens = Some(tokens);
+        self.arm = self.arm.with_service_account_tokens(tokens);
         self
     }
 
-    /// The ARM client for a store (one per store configuration).
+    /// The ARM client for a store (one per store configuration and identity).
     pub fn arm(&self, store: &StoreConfig) -> Result<Arc<ArmClient>, TransferError> {
-        let key = identity_key(store);
-        let mut clients = self.arm_clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = clients.get(&key) {
-            return Ok(c.clone());
-        }
-        let endpoints = store.cloud.endpoints(
-            store.arm_endpoint.as_deref(),
-            store.authority_host.as_deref(),
-        )?;
-        let client = Arc::new(ArmClient::new(
-            self.http.clone(),
-            &endpoints,
-            &store.api_version,
-            store.identity.clone(),
-            self.retry.clone(),
-            self.service_account_tokens.as_ref(),
-        )?);
-        clients.insert(key, client.clone());
-        Ok(client)
+        self.arm.client(store)
     }
 
-    /// Key of everything cached per manifest (credential, manifest, registry client): the
-    /// store *and the identity*, so a wrong or rotated secret never rides on what another
-    /// identity was given.
-    fn cache_key(a: &StoreArtifact) -> CacheKey {
-        CacheKey {
-            store: identity_key(&a.store),
-            manifest: a.manifest.clone(),
-        }
-    }
-
-    /// Validates the artifact against its manifest and returns its listed entry.
-    /// Refuses stores not backed by a container registry (once per store; cached).
-    async fn check_store_type(&self, store: &StoreConfig) -> Result<(), TransferError> {
-        let key = format!(
-            "{}|{}",
-            store.arm_endpoint.as_deref().unwrap_or_default(),
-            store.id.path()
-        );
-        let slot = self
-            .store_types
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key)
-            .or_default()
-            .clone();
-        let mut known = slot.lock().await;
-        let store_type = match known.as_ref() {
-            Some(t) => t.clone(),
-            None => {
-                let t = self.arm(store)?.store_type(&store.id).await?;
-                *known = Some(t.clone());
-                t
-            }
-        };
-        drop(known);
-        if store_type == "AzureContainerRegistry" {
-            Ok(())
-        } else {
-            Err(crate::aosm::AosmError::UnsupportedStoreType {
-                store: store.id.path(),
-                store_type,
-            }
-            .into())
-        }
-    }
-
-    /// Checks the artifact against its manifest and returns its listed entry. A push
-    /// needs a `1.0.0`-style version (Microsoft's rule for ACR-backed stores); a pull
-    /// takes the version as the manifest lists it (the official example lists `v1`).
     async fn check_manifest(
         &self,
         a: &StoreArtifact,
         direction: Direction,
     ) -> Result<ManifestArtifact, TransferError> {
-        if direction == Direction::Push && !is_valid_version(&a.version) {
-            return Err(TransferError::permanent(
-                Reason::VersionFormat,
-                format!(
-                    "version {:?} must look like 1.0.0 to push into an artifact store (AOSM artifact versions in ACR-backed stores are tags in that format)",
-                    a.version
-                ),
-            ));
-        }
-        self.check_store_type(&a.store).await?;
-        let find = |m: &ArtifactManifest| {
-            m.artifacts
-                .iter()
-                .find(|x| {
-                    x.artifact_name.eq_ignore_ascii_case(&a.artifact)
-                        && x.artifact_version == a.version
-                })
-                .cloned()
-        };
-        let slot = self
-            .manifests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(Self::cache_key(a))
-            .or_default()
-            .clone();
-        let mut cached = slot.lock().await;
-        if let Some((read_at, m)) = cached.as_ref()
-            && read_at.elapsed() < MANIFEST_TTL
-            && let Some(found) = find(m)
-        {
-            return Ok(found);
-        }
-        let manifest = Arc::new(
-            self.arm(&a.store)?
-                .manifest(&a.store.id, &a.manifest)
-                .await?,
-        );
-        *cached = Some((Instant::now(), manifest.clone()));
-        drop(cached);
-        find(&manifest).ok_or_else(|| {
-                // A manifest may list very many artifacts: the message names a few.
-                let mut listed: Vec<String> = manifest
-                    .artifacts
-                    .iter()
-                    .take(LISTED_IN_MESSAGE)
-                    .map(|x| format!("{}:{} ({})", x.artifact_name, x.artifact_version, x.artifact_type))
-                    .collect();
-                if manifest.artifacts.len() > LISTED_IN_MESSAGE {
-                    listed.push(format!("and {} more", manifest.artifacts.len() - LISTED_IN_MESSAGE));
-                }
-                if manifest.ignored > 0 {
-                    listed.push(format!("{} entries without a usable name and version", manifest.ignored));
-                }
-                TransferError::permanent(
-                    Reason::ArtifactNotInManifest,
-                    format!(
-                        "artifact {}:{} is not listed in artifact manifest {}; it lists: {}; add it to the manifest or fix the spec",
-                        a.artifact,
-                        a.version,
-                        a.manifest,
-                        if listed.is_empty() { "nothing".to_string() } else { listed.join(", ") }
-                    ),
-                )
-            })
+        self.manifests.check(&self.arm, a, direction).await
     }
 
     /// A scoped credential for the artifact (shared, cached), and its repository.
@@ -332,7 +114,7 @@ impl Executor {
         a: &StoreArtifact,
     ) -> Result<(Endpoint, AcrCredential), TransferError> {
         let arm = self.arm(&a.store)?;
-        let key = Self::cache_key(a);
+        let key = CacheKey::of(a);
         let cred = self
             .cache
             .get(&key, || arm.list_credential(&a.store.id, &a.manifest))
@@ -351,7 +133,6 @@ impl Executor {
             cache: self.cache.clone(),
             arm,
             key,
-            artifact: a.clone(),
             last_token: Mutex::new(Some(cred.token.expose().to_string())),
         };
         let options = RegistryOptions {
@@ -361,24 +142,9 @@ impl Executor {
         };
         let reference = ImageRef::parse(&format!("{}/{repo}:{}", cred.server, a.version))?;
         let client_key = (cred.server.clone(), key_for_clients);
-        let cached = self
+        let client = self
             .store_clients
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&client_key)
-            .cloned();
-        let client = match cached {
-            Some(c) => c,
-            None => {
-                let c = Arc::new(RegistryClient::new(&cred.server, &options)?);
-                self.store_clients
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .entry(client_key)
-                    .or_insert(c)
-                    .clone()
-            }
-        };
+            .get_or_try_insert(&client_key, || RegistryClient::new(&cred.server, &options))?;
         Ok((Endpoint { client, reference }, cred))
     }
 
@@ -550,32 +316,14 @@ impl Executor {
             .await?;
         // The manifest's credential and listing belong to its Uploading state: forget them.
         let key = CacheKey {
-            store: identity_key(store),
+            store: store.clone(),
             manifest: manifest.to_string(),
         };
         self.cache.forget(&key).await;
-        self.manifests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key);
-        self.store_clients
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|(_, k), _| k != &key);
+        self.manifests.forget(&key);
+        self.store_clients.remove_where(|(_, k)| k == &key);
         Ok(())
     }
-}
-
-/// One key per store configuration and identity. `Debug` of a [`StoreConfig`] hides the
-/// client secret; its fingerprint keeps two secrets apart.
-fn identity_key(store: &StoreConfig) -> String {
-    let fingerprint = match &store.identity {
-        crate::aosm::Identity::ClientSecret { client_secret, .. } => {
-            crate::engine::digest::sha256_digest(client_secret.expose().as_bytes())
-        }
-        _ => String::new(),
-    };
-    format!("{store:?}|{fingerprint}")
 }
 
 /// The version on the store side of a request.
@@ -631,60 +379,4 @@ fn shown_repositories(repositories: &[String]) -> String {
         shown.push(format!("and {} more", repositories.len() - 5));
     }
     format!("[{}]", shown.join(", "))
-}
-
-/// The source must fit the artifact: Helm chart name and version, and the listed type.
-/// A type this client does not know (one a later api-version adds) is not held against
-/// the source: the registry decides.
-fn check_source_fits(
-    source: &Source,
-    store: &StoreArtifact,
-    listed: &ManifestArtifact,
-) -> Result<(), TransferError> {
-    if let Source::HelmRepository(h) = source
-        && (h.chart != store.artifact || h.version != store.version)
-    {
-        return Err(TransferError::permanent(
-            Reason::ChartNameMismatch,
-            format!(
-                "chart {}:{} must have the artifact's name and version {}:{} (AOSM finds charts by repository and tag)",
-                h.chart, h.version, store.artifact, store.version
-            ),
-        ));
-    }
-    let known = |t: &str| KNOWN_ARTIFACT_TYPES.contains(&t);
-    let t = listed.artifact_type.as_str();
-    let fits = !known(t)
-        || match source {
-            Source::Registry(_) | Source::HelmRepository(_) => {
-                matches!(t, "OCIArtifact" | "ImageFile" | "Unknown")
-            }
-            Source::File(_) => matches!(t, "ArmTemplate" | "OCIArtifact" | "Unknown"),
-            Source::Store(_) => true,
-        };
-    if !fits {
-        return Err(TransferError::permanent(
-            Reason::ArtifactNotInManifest,
-            format!(
-                "artifact {}:{} is listed as {}, which this source cannot provide",
-                store.artifact, store.version, listed.artifact_type
-            ),
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn versions() {
-        for ok in ["1.0.0", "0.1.10", "10.20.30"] {
-            assert!(is_valid_version(ok), "{ok}");
-        }
-        for bad in ["1.0", "v1.0.0", "1.0.0-rc1", "1..0", "1.0.0.0", ""] {
-            assert!(!is_valid_version(bad), "{bad}");
-        }
-    }
 }

@@ -1,8 +1,11 @@
 //! The transfer core: from a resolved request to a result, used by the CLI (`transfer -f`)
 //! and the controller. It knows nothing about the Kubernetes API.
 
+pub mod arm_clients;
+pub mod credential_cache;
 pub mod error;
 pub mod execute;
+pub mod manifest_check;
 pub mod policy;
 pub mod request;
 pub mod resolve;

@@ -47,7 +47,9 @@ pub struct FileSource {
 }
 
 /// An AOSM artifact store and how to reach it.
-#[derive(Clone, Debug)]
+/// A store configuration and its identity; it keys everything the transfer core caches
+/// per store, so a wrong or rotated secret never rides on what another identity was given.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct StoreConfig {
     /// Which store.
     pub id: StoreId,

@@ -1,22 +1,36 @@
-//! Credential cache keyed by (store, manifest): one `listCredential` in flight per key
-//! (concurrent callers wait for and share it), refreshed ahead of expiry, and dropped
-//! when a registry refuses the token.
+//! Credential cache keyed by (store configuration with its identity, manifest): one
+//! `listCredential` in flight per key (concurrent callers wait for and share it), refreshed
+//! ahead of expiry, dropped when a registry refuses the token, at most
+//! [`crate::limits::MAX_CACHED_MANIFESTS`] keys.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::arm::AcrCredential;
-use super::error::AosmError;
+use super::request::StoreConfig;
+use futures_util::FutureExt as _;
+
+use crate::aosm::{AcrCredential, AosmError, ArmClient};
+use crate::engine::{CredentialSource, EngineError, Secret};
+use crate::slots::SlotMap;
 
 /// Key of one cached credential.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CacheKey {
-    /// ARM path of the store.
-    pub store: String,
+    /// The store and the identity that asks.
+    pub store: StoreConfig,
     /// Manifest name.
     pub manifest: String,
+}
+
+impl CacheKey {
+    /// The key of an artifact's store and manifest.
+    pub fn of(a: &super::request::StoreArtifact) -> Self {
+        Self {
+            store: a.store.clone(),
+            manifest: a.manifest.clone(),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -25,12 +39,18 @@ struct Entry {
     refresh_at: jiff::Timestamp,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<Entry>>>;
-
-/// Shared credential cache.
-#[derive(Default, Clone)]
+/// Shared credential cache (clones share it).
+#[derive(Clone)]
 pub struct CredentialCache {
-    slots: Arc<Mutex<HashMap<CacheKey, Slot>>>,
+    slots: Arc<SlotMap<CacheKey, Entry>>,
+}
+
+impl Default for CredentialCache {
+    fn default() -> Self {
+        Self {
+            slots: Arc::new(SlotMap::new(crate::limits::MAX_CACHED_MANIFESTS)),
+        }
+    }
 }
 
 impl std::fmt::Debug for CredentialCache {
@@ -63,9 +83,8 @@ fn refresh_at(now: jiff::Timestamp, expiry: jiff::Timestamp) -> jiff::Timestamp 
 }
 
 impl CredentialCache {
-    fn slot(&self, key: &CacheKey) -> Slot {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.entry(key.clone()).or_default().clone()
+    fn slot(&self, key: &CacheKey) -> crate::slots::Slot<Entry> {
+        self.slots.slot(key)
     }
 
     /// The cached credential for `key`, or the one `fetch` gets (only one fetch runs per key).
@@ -108,12 +127,87 @@ impl CredentialCache {
     }
 }
 
+/// An ARM failure met while the engine asked for credentials, kept as what it is (the
+/// transfer error recovers it: a missing manifest stays `StoreNotFound`, throttling stays
+/// transient).
+fn aosm_to_engine(e: AosmError) -> EngineError {
+    EngineError::CredentialSource {
+        transient: e.is_transient(),
+        retry_after: e.retry_after(),
+        source: Arc::new(e),
+    }
+}
+
+/// Registry credentials that come from the credential cache and are renewed on refusal.
+pub struct StoreCredentials {
+    /// The shared cache.
+    pub cache: CredentialCache,
+    /// The store's ARM client.
+    pub arm: Arc<ArmClient>,
+    /// The store (with identity) and manifest.
+    pub key: CacheKey,
+    /// The token last handed out, dropped from the cache when it is refused.
+    pub last_token: Mutex<Option<String>>,
+}
+
+impl CredentialSource for StoreCredentials {
+    fn basic(
+        &self,
+        refresh: bool,
+    ) -> futures_util::future::BoxFuture<'_, crate::engine::Result<(String, Secret)>> {
+        async move {
+            if refresh {
+                let last = self
+                    .last_token
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                if let Some(t) = last {
+                    self.cache.invalidate(&self.key, &t).await;
+                }
+            }
+            let c = self
+                .cache
+                .get(&self.key, || {
+                    self.arm
+                        .list_credential(&self.key.store.id, &self.key.manifest)
+                })
+                .await
+                .map_err(aosm_to_engine)?;
+            *self.last_token.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(c.token.expose().to_string());
+            Ok((c.username, c.token))
+        }
+        .boxed()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+    use crate::aosm::{Cloud, Identity, StoreId};
     use crate::engine::Secret;
+
+    fn key() -> CacheKey {
+        CacheKey {
+            store: StoreConfig {
+                id: StoreId {
+                    subscription_id: "s".into(),
+                    resource_group: "rg".into(),
+                    publisher: "p".into(),
+                    artifact_store: "a".into(),
+                },
+                cloud: Cloud::AzurePublic,
+                arm_endpoint: None,
+                authority_host: None,
+                api_version: "2023-09-01".into(),
+                identity: Identity::ManagedIdentity { client_id: None },
+            },
+            manifest: "m".into(),
+        }
+    }
 
     fn cred(token: &str, ttl: i64) -> AcrCredential {
         AcrCredential {
@@ -129,10 +223,7 @@ mod tests {
     async fn concurrent_callers_share_one_fetch() {
         let cache = CredentialCache::default();
         let calls = Arc::new(AtomicUsize::new(0));
-        let key = CacheKey {
-            store: "s".into(),
-            manifest: "m".into(),
-        };
+        let key = key();
         let tasks: Vec<_> = (0..20)
             .map(|_| {
                 let (cache, calls, key) = (cache.clone(), calls.clone(), key.clone());
@@ -169,10 +260,7 @@ mod tests {
     #[tokio::test]
     async fn refreshes_near_expiry_and_after_invalidate() {
         let cache = CredentialCache::default();
-        let key = CacheKey {
-            store: "s".into(),
-            manifest: "m".into(),
-        };
+        let key = key();
         // Past its expiry on arrival (clock skew; the official example's is in 2022):
         // used, not fetched again on every call, until the registry refuses it.
         for expired in [0, -3600, -4 * 365 * 86400] {
