@@ -159,6 +159,11 @@ pub struct ArtifactTransferSpec {
     pub suspend: bool,
 }
 
+/// `spec.interval` when the spec does not say (the schema's default, `1h`).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(3600);
+/// `spec.timeout` when the spec does not say (the schema's default, `30m`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+
 fn default_interval() -> String {
     "1h".to_string()
 }
@@ -548,6 +553,17 @@ impl ArtifactTransferSpec {
     /// `timeout` as a [`Duration`].
     pub fn timeout(&self) -> Result<Duration, DurationError> {
         parse_duration(&self.timeout)
+    }
+
+    /// `interval`, or [`DEFAULT_INTERVAL`] when it cannot be read (the schema refuses such
+    /// a value; an object from an older CRD may still hold one).
+    pub fn interval_or_default(&self) -> Duration {
+        self.interval().unwrap_or(DEFAULT_INTERVAL)
+    }
+
+    /// `timeout`, or [`DEFAULT_TIMEOUT`] when it cannot be read.
+    pub fn timeout_or_default(&self) -> Duration {
+        self.timeout().unwrap_or(DEFAULT_TIMEOUT)
     }
 
     /// Checks the spec against the CRD's schema and CEL rules (see [`super::validation`]),

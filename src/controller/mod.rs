@@ -11,6 +11,7 @@ pub mod leader;
 pub mod metrics;
 pub mod progress;
 mod run;
+pub mod status_patch;
 pub mod store;
 pub mod tokens;
 pub mod transfer;

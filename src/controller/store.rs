@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt as _};
@@ -15,11 +14,11 @@ use serde::de::DeserializeOwned;
 use super::context::{Context, FIELD_MANAGER, backoff};
 use super::error::Error;
 use super::inputs;
+use super::status_patch;
 use super::transfer::{INPUT_RECHECK_BASE, INPUT_RECHECK_MAX, RETRY_BASE, RETRY_MAX};
 use crate::api::conditions;
 use crate::api::{
-    API_VERSION, ArtifactStore, ArtifactStoreSpec, ArtifactStoreStatus, ClusterArtifactStore,
-    Reason,
+    ArtifactStore, ArtifactStoreSpec, ArtifactStoreStatus, ClusterArtifactStore, Reason,
 };
 use crate::transfer::arm_clients::SUPPORTED_STORE_TYPE;
 use crate::transfer::resolve::{StoreOwner, store_config};
@@ -220,22 +219,12 @@ async fn write<S: StoreObject>(
     if status == previous {
         return Ok(false);
     }
-    let patch = serde_json::json!({
-        "apiVersion": API_VERSION,
-        "kind": S::KIND,
-        "status": status,
-    });
-    match s
-        .api(ctx.client.clone())
-        .patch_status(
-            &s.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    status_patch::apply_status(
+        &s.api(ctx.client.clone()),
+        S::KIND,
+        &s.name_any(),
+        status,
+        FIELD_MANAGER,
+    )
+    .await
 }

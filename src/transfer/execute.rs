@@ -162,10 +162,41 @@ impl Executor {
         Ok(Endpoint { client, reference })
     }
 
-    /// Runs one transfer to completion.
+    /// Runs one transfer to completion: [`Self::check`], then [`Self::move_bytes`].
     pub async fn run(
         &self,
         req: &TransferRequest,
+        progress: &dyn Progress,
+    ) -> Result<TransferOutcome, TransferError> {
+        let listed = self.check(req).await?;
+        self.move_bytes(req, &listed, progress).await
+    }
+
+    /// Checks a request against AOSM before any byte moves: exactly one side is a store,
+    /// the store is ACR-backed, its manifest lists the artifact (a push also needs a
+    /// `1.0.0`-style version), and the source fits the listed type. Returns the listed
+    /// entry.
+    pub async fn check(&self, req: &TransferRequest) -> Result<ManifestArtifact, TransferError> {
+        match (&req.source, &req.destination) {
+            (Source::Store(_), Destination::Store(_)) => Err(both_stores()),
+            (Source::Store(store), Destination::Registry(_)) => {
+                self.check_manifest(store, Direction::Pull).await
+            }
+            (source, Destination::Store(store)) => {
+                let listed = self.check_manifest(store, Direction::Push).await?;
+                check_source_fits(source, store, &listed)?;
+                Ok(listed)
+            }
+            (_, Destination::Registry(_)) => Err(no_store()),
+        }
+    }
+
+    /// Moves the bytes of a [`Self::check`]ed request (`listed` is what the check
+    /// returned): scoped credentials, then the engine.
+    pub async fn move_bytes(
+        &self,
+        req: &TransferRequest,
+        listed: &ManifestArtifact,
         progress: &dyn Progress,
     ) -> Result<TransferOutcome, TransferError> {
         let started = Instant::now();
@@ -175,12 +206,8 @@ impl Executor {
             platforms: req.platforms.clone(),
         };
         match (&req.source, &req.destination) {
-            (Source::Store(_), Destination::Store(_)) => Err(TransferError::permanent(
-                Reason::InvalidSpec,
-                "source and destination are both artifact stores; exactly one side must be the store",
-            )),
+            (Source::Store(_), Destination::Store(_)) => Err(both_stores()),
             (Source::Store(store), Destination::Registry(side)) => {
-                let listed = self.check_manifest(store, Direction::Pull).await?;
                 let (src, cred) = self.store_endpoint(store).await?;
                 let dst = Self::registry_endpoint(side)?;
                 let summary = crate::engine::copy(&src, &dst, &opts, progress)
@@ -191,13 +218,11 @@ impl Executor {
                     source_digest: summary.source_digest.clone(),
                     digest: summary.digest.clone(),
                     destination_ref: summary.reference.clone(),
-                    artifact_type: listed.artifact_type,
+                    artifact_type: listed.artifact_type.clone(),
                     summary,
                 })
             }
             (source, Destination::Store(store)) => {
-                let listed = self.check_manifest(store, Direction::Push).await?;
-                check_source_fits(source, store, &listed)?;
                 let (dst, cred) = self.store_endpoint(store).await?;
                 // The store is an ACR: keep every request under its size limit.
                 opts.chunk_size = Some(DEFAULT_CHUNK_SIZE);
@@ -243,12 +268,7 @@ impl Executor {
                             .await
                             .map_err(|e| store_refusal(e, &cred, &dst.reference, store))?
                     }
-                    Source::Store(_) => {
-                        return Err(TransferError::permanent(
-                            Reason::InvalidSpec,
-                            "source and destination are both artifact stores; exactly one side must be the store",
-                        ));
-                    }
+                    Source::Store(_) => return Err(both_stores()),
                 };
                 Ok(TransferOutcome {
                     direction: Direction::Push,
@@ -258,14 +278,11 @@ impl Executor {
                         "{}/{}:{}",
                         cred.server, dst.reference.repository, tag
                     ),
-                    artifact_type: listed.artifact_type,
+                    artifact_type: listed.artifact_type.clone(),
                     summary,
                 })
             }
-            (_, Destination::Registry(_)) => Err(TransferError::permanent(
-                Reason::InvalidSpec,
-                "neither side is an artifact store; one side must be the store",
-            )),
+            (_, Destination::Registry(_)) => Err(no_store()),
         }
     }
 
@@ -324,6 +341,20 @@ impl Executor {
         self.store_clients.remove_where(|(_, k)| k == &key);
         Ok(())
     }
+}
+
+fn both_stores() -> TransferError {
+    TransferError::permanent(
+        Reason::InvalidSpec,
+        "source and destination are both artifact stores; exactly one side must be the store",
+    )
+}
+
+fn no_store() -> TransferError {
+    TransferError::permanent(
+        Reason::InvalidSpec,
+        "neither side is an artifact store; one side must be the store",
+    )
 }
 
 /// The version on the store side of a request.
