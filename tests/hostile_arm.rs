@@ -165,7 +165,7 @@ fn refused(arm: &ScriptedArm, reason: Reason, needles: &[&str]) -> TransferError
 /// [`QUICK`].
 #[track_caller]
 fn push_bounded(exec: &Executor, request: &TransferRequest) -> Result<(), TransferError> {
-    bounded(exec.run(request, &NoProgress)).map(|_| ())
+    bounded(exec.execute(request, &NoProgress)).map(|_| ())
 }
 
 /// `fut` on the harness runtime; fails the test if it is not over within [`QUICK`].

@@ -710,7 +710,7 @@ fn a_new_object_reads_as_unobserved_until_the_controller_writes_status() {
     );
 
     // The controller's first status write (server-side apply, its field manager, as in
-    // src/controller/transfer.rs) replaces the default and owns what it wrote.
+    // src/controller/transfer_reconciler/attempt.rs) replaces the default and owns what it wrote.
     rt::block_on(async {
         let api = Api::<ArtifactTransfer>::namespaced(cluster.client().await, UNOBSERVED_NS);
         let t = api

@@ -44,7 +44,7 @@ fn twenty_concurrent_transfers_of_one_manifest_list_its_credential_once() {
         .collect();
     // All twenty on one shared executor, at the same time.
     let results = rt::block_on(futures_util::future::join_all(
-        requests.iter().map(|r| exec.run(r, &NoProgress)),
+        requests.iter().map(|r| exec.execute(r, &NoProgress)),
     ));
     for (name, result) in names.iter().zip(results) {
         let outcome = result.unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -119,7 +119,7 @@ fn transfer_survives_losing_its_credential(loss: CredentialLoss) {
     );
     let transfer = {
         let exec = exec.clone();
-        std::thread::spawn(move || rt::block_on(exec.run(&request, &NoProgress)))
+        std::thread::spawn(move || rt::block_on(exec.execute(&request, &NoProgress)))
     };
 
     wait_for("the source blob to stall", Duration::from_secs(120), || {

@@ -9,7 +9,7 @@ use aosm_artifact_operator::engine::{
     Credentials, ImageRef, NoProgress, RegistryClient, RegistryOptions, Secret, TransferOptions,
 };
 use aosm_artifact_operator::transfer::{
-    FileSource, HelmSource, Reason, Source, StoreArtifact, TransferError,
+    FileSource, HelmSource, Reason, Source, StoreSide, TransferError,
 };
 use std::sync::Arc;
 use support::TestEnv;
@@ -324,7 +324,7 @@ fn the_registry_itself_refuses_repositories_outside_the_manifest_scope() {
     );
 }
 
-fn with_secret(mut artifact: StoreArtifact, secret: &str) -> StoreArtifact {
+fn with_secret(mut artifact: StoreSide, secret: &str) -> StoreSide {
     let Identity::ClientSecret { client_secret, .. } = &mut artifact.store.identity else {
         unreachable!("the test stores use a client secret")
     };

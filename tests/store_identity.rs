@@ -21,7 +21,7 @@
 mod support;
 
 use aosm_artifact_operator::aosm::Identity;
-use aosm_artifact_operator::transfer::{FileSource, Reason, Source, StoreArtifact};
+use aosm_artifact_operator::transfer::{FileSource, Reason, Source, StoreSide};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::Method;
@@ -100,7 +100,7 @@ fn template_source() -> (Source, String) {
     (source, template)
 }
 
-fn with_identity(mut artifact: StoreArtifact, identity: Identity) -> StoreArtifact {
+fn with_identity(mut artifact: StoreSide, identity: Identity) -> StoreSide {
     artifact.store.identity = identity;
     artifact
 }

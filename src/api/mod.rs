@@ -9,11 +9,11 @@
 //! schema and CEL rules to objects that never pass an API server (the CLI's
 //! `transfer -f`): the rules are written once, on the Rust types.
 
+pub mod artifact_store;
+pub mod artifact_transfer;
 pub mod conditions;
 pub mod duration;
 pub mod reason;
-pub mod store;
-pub mod transfer;
 pub mod validation;
 
 use std::sync::LazyLock;
@@ -24,17 +24,17 @@ use regex::Regex;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use duration::{DurationError, parse_duration};
-pub use reason::{Nature, Reason};
-pub use store::{
+pub use artifact_store::{
     AosmApiVersion, ArtifactStore, ArtifactStoreSpec, ArtifactStoreStatus, AzureCloud,
     ClusterArtifactStore, ClusterArtifactStoreSpec, IdentityType, StoreIdentity,
 };
-pub use transfer::{
+pub use artifact_transfer::{
     ArtifactTransfer, ArtifactTransferSpec, ArtifactTransferStatus, ConfigMapSource, Direction,
     HelmRepositorySource, RegistryImage, StoreArtifact, StoreKind, StoreRef, TransferDestination,
     TransferProgress, TransferSource,
 };
+pub use duration::{DurationError, parse_duration};
+pub use reason::{Nature, Reason};
 pub use validation::ValidationError;
 
 /// API group of all kinds.

@@ -1,9 +1,12 @@
-//! The one-shot CLI: `copy`, `push` and `crds`, adapters around the transfer engine and the API types.
+//! The command line: `copy` and `push` (the engine alone), `transfer -f` (the transfer
+//! core on objects from a file, [`transfer_file`]), `run` (the controller,
+//! [`run_command`]) and `crds`. Thin adapters: parsing ([`args`]), output ([`output`]),
+//! exit codes.
 
 mod args;
 mod output;
-mod run;
-mod transfer;
+mod run_command;
+mod transfer_file;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -37,7 +40,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => run::run(args).await,
+            Command::Run(args) => run_command::start_controller(args).await,
             Command::Copy(args) => run_copy(args.resolve()).await,
             Command::Push(args) => run_push(args.resolve()).await,
             Command::Crds => print_crds(),
@@ -57,8 +60,8 @@ pub fn main() -> ExitCode {
 /// `transfer -f FILE`: prints every transfer with its status; fails unless all are Ready.
 async fn run_transfer(args: TransferArgs) -> engine::Result<()> {
     let policy = args.tenancy.policy().map_err(EngineError::InvalidInput)?;
-    let docs = transfer::read_documents(&args.file)?;
-    let results = transfer::run(
+    let docs = transfer_file::read_documents(&args.file)?;
+    let results = transfer_file::transfer_documents(
         &docs,
         &args.namespace,
         &policy,

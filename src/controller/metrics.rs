@@ -40,7 +40,7 @@ struct DirectionResult {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Reason {
+struct ReasonLabel {
     reason: String,
 }
 
@@ -90,7 +90,7 @@ pub struct Metrics {
     transfer_bytes: Family<Direction, Counter>,
     blobs: Family<DirectionResult, Counter>,
     transfer_duration: Family<Direction, Histogram, fn() -> Histogram>,
-    transfer_failures: Family<Reason, Counter>,
+    transfer_failures: Family<ReasonLabel, Counter>,
     transfers_by_state: Family<State, Gauge>,
     list_credential_calls: Arc<Mutex<fn() -> u64>>,
 }
@@ -141,7 +141,7 @@ impl Metrics {
             "Duration of completed transfers",
             transfer_duration.clone(),
         );
-        let transfer_failures = Family::<Reason, Counter>::default();
+        let transfer_failures = Family::<ReasonLabel, Counter>::default();
         r.register(
             "transfer_failures",
             "Failed transfer attempts by reason",
@@ -217,11 +217,11 @@ impl Metrics {
             .observe(duration.as_secs_f64());
     }
 
-    /// Records a failed transfer attempt; `reason` is the condition reason.
-    pub fn transfer_failed(&self, reason: &str) {
+    /// Records a failed transfer attempt with its [`crate::api::Reason`].
+    pub fn transfer_failed(&self, reason: crate::api::Reason) {
         self.transfer_failures
-            .get_or_create(&Reason {
-                reason: reason.into(),
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str().into(),
             })
             .inc();
     }
@@ -272,7 +272,7 @@ mod tests {
         m.reconcile("ArtifactTransfer", "success", Duration::from_millis(20));
         m.reconcile("ArtifactTransfer", "success", Duration::from_millis(30));
         m.transfer_completed("push", 1024, 3, 2, 1, Duration::from_secs(12));
-        m.transfer_failed("SourceNotFound");
+        m.transfer_failed(crate::api::Reason::SourceNotFound);
         m.set_transfers_by_state(4, 1, 2);
         m.set_list_credential_calls(seven);
         let text = m.encode();
@@ -330,7 +330,7 @@ mod tests {
     #[test]
     fn clones_share_series() {
         let m = Metrics::new();
-        m.clone().transfer_failed("Forbidden");
+        m.clone().transfer_failed(crate::api::Reason::Forbidden);
         assert!(
             m.encode()
                 .contains(r#"aosm_transfer_failures_total{reason="Forbidden"} 1"#)

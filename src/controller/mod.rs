@@ -8,14 +8,14 @@ pub mod error;
 pub mod health;
 pub mod inputs;
 pub mod leader;
+mod manager;
 pub mod metrics;
 pub mod progress;
-mod run;
 pub mod status_patch;
-pub mod store;
+pub mod store_reconciler;
 pub mod tokens;
-pub mod transfer;
+pub mod transfer_reconciler;
 
 pub use error::Error;
 pub use leader::LeaseTiming;
-pub use run::{Config, run};
+pub use manager::{Config, run_manager};

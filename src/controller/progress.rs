@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::api::transfer::TransferProgress;
+use crate::api::TransferProgress;
 use crate::engine::Progress;
 use crate::engine::blob::BlobOutcome;
 use crate::engine::media::Descriptor;

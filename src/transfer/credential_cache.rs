@@ -25,7 +25,7 @@ pub struct CacheKey {
 
 impl CacheKey {
     /// The key of an artifact's store and manifest.
-    pub fn of(a: &super::request::StoreArtifact) -> Self {
+    pub fn of(a: &super::request::StoreSide) -> Self {
         Self {
             store: a.store.clone(),
             manifest: a.manifest.clone(),

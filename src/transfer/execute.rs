@@ -10,9 +10,7 @@ use super::arm_clients::ArmClients;
 use super::credential_cache::{CacheKey, CredentialCache, StoreCredentials};
 use super::error::{Reason, TransferError};
 use super::manifest_check::{ManifestCheck, check_source_fits};
-use super::request::{
-    Destination, FileSource, Source, StoreArtifact, StoreConfig, TransferRequest,
-};
+use super::request::{Destination, FileSource, Source, StoreConfig, StoreSide, TransferRequest};
 use crate::aosm::{AcrCredential, ArmClient, ManifestArtifact};
 pub use crate::api::Direction;
 use crate::engine::copy::{
@@ -102,7 +100,7 @@ impl Executor {
 
     async fn check_manifest(
         &self,
-        a: &StoreArtifact,
+        a: &StoreSide,
         direction: Direction,
     ) -> Result<ManifestArtifact, TransferError> {
         self.manifests.check(&self.arm, a, direction).await
@@ -111,7 +109,7 @@ impl Executor {
     /// A scoped credential for the artifact (shared, cached), and its repository.
     async fn store_endpoint(
         &self,
-        a: &StoreArtifact,
+        a: &StoreSide,
     ) -> Result<(Endpoint, AcrCredential), TransferError> {
         let arm = self.arm(&a.store)?;
         let key = CacheKey::of(a);
@@ -163,7 +161,7 @@ impl Executor {
     }
 
     /// Runs one transfer to completion: [`Self::check`], then [`Self::move_bytes`].
-    pub async fn run(
+    pub async fn execute(
         &self,
         req: &TransferRequest,
         progress: &dyn Progress,
@@ -373,7 +371,7 @@ fn store_refusal(
     e: EngineError,
     cred: &AcrCredential,
     reference: &ImageRef,
-    store: &StoreArtifact,
+    store: &StoreSide,
 ) -> TransferError {
     let refused = matches!(
         e,

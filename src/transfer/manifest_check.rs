@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::arm_clients::ArmClients;
 use super::credential_cache::CacheKey;
 use super::error::{Reason, TransferError};
-use super::request::{Source, StoreArtifact};
+use super::request::{Source, StoreSide};
 use crate::aosm::{ArtifactManifest, ManifestArtifact};
 use crate::api::Direction;
 use crate::slots::SlotMap;
@@ -63,7 +63,7 @@ impl ManifestCheck {
     pub async fn check(
         &self,
         arm: &ArmClients,
-        a: &StoreArtifact,
+        a: &StoreSide,
         direction: Direction,
     ) -> Result<ManifestArtifact, TransferError> {
         if direction == Direction::Push && !is_valid_version(&a.version) {
@@ -138,7 +138,7 @@ impl ManifestCheck {
 /// the source: the registry decides.
 pub fn check_source_fits(
     source: &Source,
-    store: &StoreArtifact,
+    store: &StoreSide,
     listed: &ManifestArtifact,
 ) -> Result<(), TransferError> {
     if let Source::HelmRepository(h) = source

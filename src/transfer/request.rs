@@ -67,7 +67,7 @@ pub struct StoreConfig {
 
 /// An artifact in a store's manifest.
 #[derive(Clone, Debug)]
-pub struct StoreArtifact {
+pub struct StoreSide {
     /// The store.
     pub store: StoreConfig,
     /// Artifact manifest name.
@@ -88,14 +88,14 @@ pub enum Source {
     /// In-memory file content.
     File(FileSource),
     /// An artifact in the store (pull).
-    Store(Box<StoreArtifact>),
+    Store(Box<StoreSide>),
 }
 
 /// Where the content goes.
 #[derive(Clone, Debug)]
 pub enum Destination {
     /// Into the store (push).
-    Store(Box<StoreArtifact>),
+    Store(Box<StoreSide>),
     /// Into a registry (pull).
     Registry(RegistrySide),
 }

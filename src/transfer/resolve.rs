@@ -11,8 +11,8 @@ use kube::ResourceExt as _;
 use super::error::{Reason, TransferError};
 use super::policy::TenantPolicy;
 use super::request::{
-    Destination, FileSource, HelmSource, RegistrySide, Source, StoreArtifact as ResolvedArtifact,
-    StoreConfig, TransferRequest,
+    Destination, FileSource, HelmSource, RegistrySide, Source, StoreConfig,
+    StoreSide as ResolvedArtifact, TransferRequest,
 };
 use crate::aosm::{Cloud, Identity, StoreId};
 use crate::api::{

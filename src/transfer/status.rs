@@ -8,8 +8,8 @@ use super::error::TransferError;
 use super::execute::TransferOutcome;
 use crate::api::ArtifactTransferStatus;
 use crate::api::Reason;
+use crate::api::TransferProgress;
 use crate::api::conditions;
-use crate::api::transfer::TransferProgress;
 
 /// Applies a successful outcome: Ready=True, no Reconciling or Stalled.
 pub fn succeeded(

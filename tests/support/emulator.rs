@@ -39,7 +39,7 @@ use super::{rt, wait_for};
 use aosm_artifact_operator::aosm::{Cloud, Identity, StoreId};
 use aosm_artifact_operator::engine::{Credentials, NoProgress, Secret};
 use aosm_artifact_operator::transfer::{
-    Destination, Executor, RegistrySide, Source, StoreArtifact, StoreConfig, TransferError,
+    Destination, Executor, RegistrySide, Source, StoreConfig, StoreSide, TransferError,
     TransferOutcome, TransferRequest,
 };
 use base64::Engine as _;
@@ -625,7 +625,7 @@ impl Emulator {
         manifest: &str,
         artifact: &str,
         version: &str,
-    ) -> StoreArtifact {
+    ) -> StoreSide {
         store_artifact(self.store_config(api_version), manifest, artifact, version)
     }
 
@@ -719,8 +719,8 @@ pub fn store_artifact(
     manifest: &str,
     artifact: &str,
     version: &str,
-) -> StoreArtifact {
-    StoreArtifact {
+) -> StoreSide {
+    StoreSide {
         store,
         manifest: manifest.into(),
         artifact: artifact.into(),
@@ -749,7 +749,7 @@ pub fn registry_source(reg: &Registry, path: &str) -> Source {
 }
 
 /// Push `source` into the store artifact `to`.
-pub fn push(source: Source, to: StoreArtifact) -> TransferRequest {
+pub fn push(source: Source, to: StoreSide) -> TransferRequest {
     TransferRequest {
         source,
         destination: Destination::Store(Box::new(to)),
@@ -758,7 +758,7 @@ pub fn push(source: Source, to: StoreArtifact) -> TransferRequest {
 }
 
 /// Pull the store artifact `from` into `to`.
-pub fn pull(from: StoreArtifact, to: RegistrySide) -> TransferRequest {
+pub fn pull(from: StoreSide, to: RegistrySide) -> TransferRequest {
     TransferRequest {
         source: Source::Store(Box::new(from)),
         destination: Destination::Registry(to),
@@ -778,7 +778,7 @@ pub fn run(
     executor: &Executor,
     request: &TransferRequest,
 ) -> Result<TransferOutcome, TransferError> {
-    rt::block_on(executor.run(request, &NoProgress))
+    rt::block_on(executor.execute(request, &NoProgress))
 }
 
 /// Runs one transfer and fails the test (with the error) unless it succeeds.

@@ -15,7 +15,7 @@ use super::context::{Context, FIELD_MANAGER, backoff};
 use super::error::Error;
 use super::inputs;
 use super::status_patch;
-use super::transfer::{INPUT_RECHECK_BASE, INPUT_RECHECK_MAX, RETRY_BASE, RETRY_MAX};
+use super::transfer_reconciler::{INPUT_RECHECK_BASE, INPUT_RECHECK_MAX, RETRY_BASE, RETRY_MAX};
 use crate::api::conditions;
 use crate::api::{
     ArtifactStore, ArtifactStoreSpec, ArtifactStoreStatus, ClusterArtifactStore, Reason,

@@ -20,7 +20,7 @@ use super::health::{self, Readiness};
 use super::leader::{Leadership, LeaseTiming};
 use super::metrics::Metrics;
 use super::tokens::ServiceAccountTokenRequests;
-use super::{store, transfer};
+use super::{store_reconciler, transfer_reconciler};
 use crate::api::conditions::{READY, RECONCILING, STALLED, is_true};
 use crate::api::{ArtifactStore, ArtifactTransfer, ClusterArtifactStore, StoreKind};
 use crate::transfer::{Executor, TenantPolicy};
@@ -120,7 +120,7 @@ fn cancel_on_signal(token: CancellationToken) {
 
 /// Runs the controller until SIGTERM/SIGINT (Ok) or until leadership is lost (Err, so
 /// the process exits and restarts as a standby).
-pub async fn run(config: Config, client: Client) -> Result<(), Error> {
+pub async fn run_manager(config: Config, client: Client) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new());
     metrics.set_list_credential_calls(crate::aosm::list_credential_calls);
     let readiness = Readiness::default();
@@ -265,7 +265,11 @@ async fn controllers(
             },
         )
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
-        .run(transfer::reconcile, transfer::error_policy, ctx.clone())
+        .run(
+            transfer_reconciler::reconcile,
+            transfer_reconciler::error_policy,
+            ctx.clone(),
+        )
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "transfer controller");
@@ -319,7 +323,7 @@ async fn controllers(
 }
 
 /// The controller of one store kind, until `shutdown`; reconciles on new generations.
-async fn store_controller<S: store::StoreObject>(
+async fn store_controller<S: store_reconciler::StoreObject>(
     api: Api<S>,
     ctx: Arc<Context>,
     shutdown: &CancellationToken,
@@ -332,7 +336,11 @@ async fn store_controller<S: store::StoreObject>(
         .predicate_filter(predicates::generation, Default::default());
     Controller::for_stream(trigger, reader)
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
-        .run(store::reconcile::<S>, store::error_policy::<S>, ctx)
+        .run(
+            store_reconciler::reconcile::<S>,
+            store_reconciler::error_policy::<S>,
+            ctx,
+        )
         .for_each(|_| async {})
         .await;
 }

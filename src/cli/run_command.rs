@@ -30,7 +30,7 @@ fn identity() -> String {
 }
 
 /// Runs the controller until SIGTERM.
-pub async fn run(args: RunArgs) -> engine::Result<()> {
+pub async fn start_controller(args: RunArgs) -> engine::Result<()> {
     let config = Config {
         namespace: args.namespace,
         watch_namespace: args.watch_namespace.filter(|n| !n.is_empty()),
@@ -60,7 +60,7 @@ pub async fn run(args: RunArgs) -> engine::Result<()> {
         selector = ?config.watch_label_selector, leader_elect = config.leader_elect,
         "starting controller"
     );
-    controller::run(config, client)
+    controller::run_manager(config, client)
         .await
         .map_err(|e| EngineError::Failed(e.to_string()))
 }

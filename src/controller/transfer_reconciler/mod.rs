@@ -92,7 +92,7 @@ async fn reconcile_inner(t: &ArtifactTransfer, ctx: &Context) -> Result<Outcome,
             };
             match decision {
                 Decision::Recheck => attempt::recheck(t, ctx).await,
-                _ => attempt::run(t, ctx, None).await,
+                _ => attempt::perform(t, ctx, None).await,
             }
         }
     }

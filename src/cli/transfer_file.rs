@@ -173,7 +173,7 @@ async fn executor(docs: &Documents, concurrency: usize) -> Result<Executor, Engi
 
 /// Runs every transfer (concurrently, sharing credentials) under the same tenant policy
 /// as the controller; returns each with its status.
-pub async fn run(
+pub async fn transfer_documents(
     docs: &Documents,
     controller_namespace: &str,
     policy: &TenantPolicy,
@@ -208,7 +208,7 @@ pub async fn run(
             let timeout = t.spec.timeout().map_err(|e| {
                 TransferError::permanent(Reason::InvalidSpec, format!("spec.timeout: {e}"))
             })?;
-            let outcome = tokio::time::timeout(timeout, executor.run(&request, &NoProgress))
+            let outcome = tokio::time::timeout(timeout, executor.execute(&request, &NoProgress))
                 .await
                 .map_err(|_| TransferError {
                     reason: Reason::TransientFailure,

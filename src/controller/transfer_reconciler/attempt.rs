@@ -196,7 +196,7 @@ async fn bounded_phases(
 
 /// Runs one attempt: every phase from resolve (unless `request` is already resolved) to
 /// record.
-pub(super) async fn run(
+pub(super) async fn perform(
     t: &ArtifactTransfer,
     ctx: &Context,
     request: Option<TransferRequest>,
@@ -224,7 +224,7 @@ pub(super) async fn run(
 pub(super) async fn recheck(t: &ArtifactTransfer, ctx: &Context) -> Result<Outcome, Error> {
     let previous = t.status.clone().unwrap_or_default();
     let (Some(digest), Some(dest)) = (&previous.digest, &previous.destination_ref) else {
-        return run(t, ctx, None).await;
+        return perform(t, ctx, None).await;
     };
     let request = match resolve_phase(t, ctx).await {
         Ok(r) => r,
@@ -247,11 +247,11 @@ pub(super) async fn recheck(t: &ArtifactTransfer, ctx: &Context) -> Result<Outco
                 transfer = %key(t), expected = %digest, found = ?found,
                 "destination no longer holds the digest; copying again"
             );
-            run(t, ctx, Some(request)).await
+            perform(t, ctx, Some(request)).await
         }
         Err(e) => {
             tracing::info!(transfer = %key(t), error = %e, "re-check failed; copying again");
-            run(t, ctx, Some(request)).await
+            perform(t, ctx, Some(request)).await
         }
     }
 }
@@ -322,7 +322,7 @@ async fn record_failure(
         .as_ref()
         .is_some_and(|(r, m, g)| r == shown.as_str() && m == &error.message && *g == generation);
     status::failed(&mut record.status, &error, generation, Timestamp::now());
-    ctx.metrics.transfer_failed(error.reason.as_str());
+    ctx.metrics.transfer_failed(error.reason);
     if !same || record.status != record.previous {
         record.write(ctx).await?;
     }
