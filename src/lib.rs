@@ -3,7 +3,8 @@
 //!
 //! Layers, each depending only on those listed before it:
 //! - [`limits`]: every hard limit on untrusted input (sizes, counts, times), in one place;
-//!   [`slots`]: the bounded caches the transfer core keeps.
+//!   [`slots`]: the bounded caches the transfer core keeps; [`http`]: the HTTP layer
+//!   (client factory, bounded reads, one retry policy) every client shares.
 //! - [`api`]: the Kubernetes API types (CRDs), their one [`api::Reason`] vocabulary,
 //!   condition helpers and validation by the CRDs' own schema.
 //! - [`engine`]: the transfer engine (data plane: registries, Helm repositories, files),
@@ -19,6 +20,7 @@ pub mod aosm;
 pub mod api;
 pub mod controller;
 pub mod engine;
+pub mod http;
 pub mod limits;
 pub mod slots;
 pub mod transfer;

@@ -19,8 +19,7 @@ use serde::Deserialize;
 use super::error::AosmError;
 use super::identity::{Identity, arm_token, first_line};
 use crate::engine::Secret;
-use crate::engine::registry::{CappedReadError, read_capped};
-use crate::engine::retry::{RetryPolicy, parse_retry_after};
+use crate::http::{CappedReadError, RetryPolicy, Step, parse_retry_after, read_capped, with_retry};
 use crate::limits::{
     ARM_REQUEST_TIMEOUT, MAX_ARM_ERROR_CODE_CHARS as MAX_ERROR_CODE_CHARS,
     MAX_ARM_NAME_BYTES as MAX_NAME_BYTES, MAX_ARM_RESPONSE_BYTES, MAX_ARTIFACT_NAME_BYTES,
@@ -374,28 +373,23 @@ impl ArmClient {
         action: &str,
         resource: &str,
     ) -> Result<Answer, AosmError> {
-        let mut attempt = 0;
-        let mut renewed = false;
-        loop {
-            attempt += 1;
-            let err = match self.attempt(&method, url, body, action, resource).await {
-                Ok(answer) => return Ok(answer),
-                Err(e) => e,
-            };
-            if matches!(err, AosmError::Transient { status: 401, .. }) && !renewed {
-                renewed = true;
-                tracing::debug!(action, "ARM answered 401: asking for a fresh token");
-                self.renew_credential()?;
-                attempt -= 1;
-                continue;
+        with_retry(&self.retry, self.retry.max_attempts, action, |renewed| {
+            let method = method.clone();
+            async move {
+                match self.attempt(&method, url, body, action, resource).await {
+                    Ok(answer) => Step::Done(answer),
+                    Err(err @ AosmError::Transient { status: 401, .. }) if !renewed => {
+                        tracing::debug!(action, "ARM answered 401: asking for a fresh token");
+                        match self.renew_credential() {
+                            Ok(()) => Step::Renew(err),
+                            Err(e) => Step::Failed(e),
+                        }
+                    }
+                    Err(err) => Step::Failed(err),
+                }
             }
-            if !err.is_transient() || attempt >= self.retry.max_attempts {
-                return Err(err);
-            }
-            let delay = self.retry.delay(attempt, err.retry_after());
-            tracing::debug!(action, attempt, ?delay, error = %err, "ARM call failed; retrying");
-            tokio::time::sleep(delay).await;
-        }
+        })
+        .await
     }
 
     /// One attempt of [`ArmClient::call`].
@@ -456,7 +450,7 @@ impl ArmClient {
         } else {
             format!(
                 "{action}: {doing}: {}",
-                crate::engine::registry::describe_reqwest_error(e)
+                crate::http::describe_reqwest_error(e)
             )
         };
         AosmError::Connect {
@@ -829,7 +823,7 @@ impl ArmClient {
 
 /// `n` bytes for a message: `4 MiB`, `8 KiB` or `N bytes`.
 fn size(n: usize) -> String {
-    crate::engine::registry::human_bytes(n as u64)
+    crate::http::human_bytes(n as u64)
 }
 
 /// At most `max` characters of `s`, control characters dropped, for a one-line message.

@@ -110,3 +110,12 @@ impl AosmError {
         }
     }
 }
+
+impl crate::http::Retryable for AosmError {
+    fn is_transient(&self) -> bool {
+        AosmError::is_transient(self)
+    }
+    fn retry_after(&self) -> Option<Duration> {
+        AosmError::retry_after(self)
+    }
+}

@@ -185,6 +185,24 @@ pub enum EngineError {
     },
 }
 
+impl From<crate::http::ClientError> for EngineError {
+    fn from(e: crate::http::ClientError) -> Self {
+        match e {
+            crate::http::ClientError::InvalidInput(text) => Self::InvalidInput(text),
+            crate::http::ClientError::Io { path, source } => Self::Io { path, source },
+        }
+    }
+}
+
+impl crate::http::Retryable for EngineError {
+    fn is_transient(&self) -> bool {
+        EngineError::is_transient(self)
+    }
+    fn retry_after(&self) -> Option<Duration> {
+        EngineError::retry_after(self)
+    }
+}
+
 impl EngineError {
     /// True when retrying the same request later may succeed.
     pub fn is_transient(&self) -> bool {

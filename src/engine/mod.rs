@@ -14,7 +14,8 @@ pub mod platform;
 pub mod progress;
 pub mod reference;
 pub mod registry;
-pub mod retry;
+/// The retry policy (the shared HTTP layer's).
+pub use crate::http::retry;
 
 pub use auth::{CredentialSource, Credentials, DockerConfigAuth, Secret};
 pub use copy::{Endpoint, TransferOptions, TransferSummary, copy};

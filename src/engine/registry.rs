@@ -10,20 +10,21 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt as _;
-use reqwest::header::{self, HeaderMap};
+use reqwest::header;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
 use tokio::sync::{Mutex, OnceCell};
 
 use super::auth::{Challenge, Credentials, check_realm};
-use super::digest::{Algorithm, digest_with, parse_digest, quote_untrusted, sha256_digest};
+use super::digest::{Algorithm, digest_with, parse_digest, quote_untrusted};
 use super::error::{EngineError, Result};
 use super::media::MANIFEST_ACCEPT;
-use super::retry::{RetryPolicy, parse_retry_after};
-use crate::limits::{
-    MAX_ERROR_BODY_BYTES, MAX_HEADER_VALUE_BYTES, MAX_MANIFEST_BYTES, MAX_TOKEN_RESPONSE_BYTES,
+use crate::http::{
+    CappedReadError, RetryPolicy, Step, bounded_header, http_client, parse_retry_after,
+    read_capped, read_up_to, with_retry,
 };
+pub use crate::http::{describe_reqwest_error, human_bytes, one_line};
+use crate::limits::{MAX_ERROR_BODY_BYTES, MAX_MANIFEST_BYTES, MAX_TOKEN_RESPONSE_BYTES};
 
 /// What to do about a manifest over [`MAX_MANIFEST_BYTES`].
 const MANIFEST_TOO_LARGE_HINT: &str =
@@ -116,104 +117,6 @@ impl std::fmt::Debug for RegistryClient {
             .field("base_url", &self.base_url)
             .finish()
     }
-}
-
-/// A reqwest client trusting the system roots, `SSL_CERT_FILE` when set, `ca_file` and the
-/// PEM bundle `ca_pem`. Clients are shared process-wide per TLS setting: loading the system
-/// roots costs tens of milliseconds, and a shared client also shares its connection pool.
-pub fn http_client(
-    insecure: bool,
-    ca_file: Option<&std::path::Path>,
-    ca_pem: Option<&[u8]>,
-) -> Result<reqwest::Client> {
-    type Key = (bool, Option<PathBuf>, Option<String>);
-    static CLIENTS: std::sync::OnceLock<std::sync::Mutex<HashMap<Key, reqwest::Client>>> =
-        std::sync::OnceLock::new();
-    let key: Key = (
-        insecure,
-        ca_file.map(std::path::Path::to_path_buf),
-        ca_pem.map(sha256_digest),
-    );
-    let clients = CLIENTS.get_or_init(Default::default);
-    if let Some(c) = clients.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-        return Ok(c.clone());
-    }
-    let client = build_http_client(insecure, ca_file, ca_pem)?;
-    clients
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(key, client.clone());
-    Ok(client)
-}
-
-/// Where Linux distributions keep the system CA bundle (Debian/Ubuntu/Alpine, RHEL/Fedora,
-/// openSUSE, and the generic `/etc/ssl/cert.pem`); the first that exists.
-pub fn system_ca_bundle() -> Option<PathBuf> {
-    [
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-        "/etc/ssl/ca-bundle.pem",
-        "/etc/ssl/cert.pem",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.is_file())
-}
-
-fn build_http_client(
-    insecure: bool,
-    ca_file: Option<&std::path::Path>,
-    ca_pem: Option<&[u8]>,
-) -> Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
-        .user_agent(concat!(
-            "aosm-artifact-operator/",
-            env!("CARGO_PKG_VERSION")
-        ))
-        .connect_timeout(Duration::from_secs(30))
-        .read_timeout(Duration::from_secs(300))
-        .pool_max_idle_per_host(32)
-        .tcp_nodelay(true);
-    let mut bundles: Vec<PathBuf> = Vec::new();
-    if let Some(env) = std::env::var_os("SSL_CERT_FILE") {
-        // The platform verifier reads *only* SSL_CERT_FILE/SSL_CERT_DIR once either is set;
-        // SSL_CERT_FILE here adds to the system roots, so put them back explicitly.
-        if std::env::var_os("SSL_CERT_DIR").is_none()
-            && let Some(system) = system_ca_bundle()
-        {
-            bundles.push(system);
-        }
-        bundles.push(PathBuf::from(env));
-    }
-    if let Some(ca) = ca_file {
-        bundles.push(ca.to_path_buf());
-    }
-    let mut pems: Vec<(String, Vec<u8>)> = Vec::new();
-    for bundle in bundles {
-        let pem = std::fs::read(&bundle).map_err(|e| EngineError::io(bundle.display(), e))?;
-        pems.push((format!("CA file {}", bundle.display()), pem));
-    }
-    if let Some(pem) = ca_pem {
-        pems.push(("the CA bundle (ca.crt)".to_string(), pem.to_vec()));
-    }
-    for (name, pem) in pems {
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            EngineError::InvalidInput(format!("{name} is not a PEM certificate bundle: {e}"))
-        })?;
-        if certs.is_empty() {
-            return Err(EngineError::InvalidInput(format!(
-                "{name} holds no PEM certificate"
-            )));
-        }
-        builder = builder.tls_certs_merge(certs);
-    }
-    if insecure {
-        builder = builder.danger_accept_invalid_certs(true);
-    }
-    builder
-        .build()
-        .map_err(|e| EngineError::InvalidInput(format!("cannot set up the HTTP client: {e}")))
 }
 
 impl RegistryClient {
@@ -494,50 +397,52 @@ impl RegistryClient {
         max_attempts: u32,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response> {
-        let mut attempt = 0;
-        let mut renewed = false;
-        loop {
-            attempt += 1;
-            let req = self.authorize(build(&self.http), scope, action).await?;
-            let err = match req.send().await {
-                Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
-                    if !renewed && !matches!(self.challenge().await?, Challenge::Basic) {
-                        // Token expired or lacks scope: fetch a fresh one once, right away.
-                        renewed = true;
-                        self.forget_token(scope).await;
-                        tracing::debug!(host = %self.host, action, "401: renewing token");
-                        attempt -= 1;
-                        if max_attempts == 1 {
-                            // Body already consumed: let the caller restart.
-                            return Err(EngineError::Transient {
-                                host: self.host.clone(),
-                                status: 401,
-                                action: action.to_string(),
-                                retry: " (token renewed)".into(),
-                                retry_after: Some(Duration::ZERO),
+        with_retry(&self.retry, max_attempts, action, |renewed| {
+            let build = &build;
+            async move {
+                let req = match self.authorize(build(&self.http), scope, action).await {
+                    Ok(req) => req,
+                    Err(e) => return Step::Failed(e),
+                };
+                match req.send().await {
+                    Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
+                        let bearer = match self.challenge().await {
+                            Ok(c) => !matches!(c, Challenge::Basic),
+                            Err(e) => return Step::Failed(e),
+                        };
+                        if !renewed && bearer {
+                            // Token expired or lacks scope: a fresh one, right away.
+                            self.forget_token(scope).await;
+                            tracing::debug!(host = %self.host, action, "401: renewing token");
+                            if max_attempts == 1 {
+                                // Body already consumed: let the caller restart.
+                                return Step::Failed(EngineError::Transient {
+                                    host: self.host.clone(),
+                                    status: 401,
+                                    action: action.to_string(),
+                                    retry: " (token renewed)".into(),
+                                    retry_after: Some(Duration::ZERO),
+                                });
+                            }
+                            return Step::Renew(EngineError::Unauthorized {
+                                registry: self.host.clone(),
+                                reason: "token refused".into(),
                             });
                         }
-                        continue;
+                        Step::Failed(EngineError::Unauthorized {
+                            registry: self.host.clone(),
+                            reason: error_text(resp).await,
+                        })
                     }
-                    let reason = error_text(resp).await;
-                    return Err(EngineError::Unauthorized {
-                        registry: self.host.clone(),
-                        reason,
-                    });
+                    Ok(resp) if is_transient_status(resp.status()) => {
+                        Step::Failed(status_error(&self.host, action, resp).await)
+                    }
+                    Ok(resp) => Step::Done(resp),
+                    Err(e) => Step::Failed(transport_error(&self.host, &e)),
                 }
-                Ok(resp) if is_transient_status(resp.status()) => {
-                    status_error(&self.host, action, resp).await
-                }
-                Ok(resp) => return Ok(resp),
-                Err(e) => transport_error(&self.host, &e),
-            };
-            if !err.is_transient() || attempt >= max_attempts {
-                return Err(err);
             }
-            let delay = self.retry.delay(attempt, err.retry_after());
-            tracing::debug!(host = %self.host, action, attempt, ?delay, error = %err, "retrying");
-            tokio::time::sleep(delay).await;
-        }
+        })
+        .await
     }
 
     /// Fetches a manifest by tag or digest, verifying its digest.
@@ -1042,25 +947,6 @@ fn check_reference(reference: &str) -> Result<Option<Algorithm>> {
     }
 }
 
-/// A header's value as text, refused (with the reason) when it is longer than
-/// [`MAX_HEADER_VALUE_BYTES`]; `None` when absent or not visible ASCII.
-pub fn bounded_header(
-    headers: &HeaderMap,
-    name: &str,
-) -> std::result::Result<Option<String>, String> {
-    let Some(value) = headers.get(name) else {
-        return Ok(None);
-    };
-    if value.len() > MAX_HEADER_VALUE_BYTES {
-        return Err(format!(
-            "its {name} header is {} bytes, more than {} (MAX_HEADER_VALUE_BYTES)",
-            value.len(),
-            human_bytes(MAX_HEADER_VALUE_BYTES as u64)
-        ));
-    }
-    Ok(value.to_str().ok().map(str::to_string))
-}
-
 /// Resolves a `Location` header against the registry's origin (`base`): an absolute URL,
 /// an absolute path or a relative one (relative to `/`, as registries mean it). Only
 /// `http`/`https` URLs are accepted, and a Location that would leave an `https` registry
@@ -1145,129 +1031,6 @@ fn parse_token_answer(body: &[u8]) -> std::result::Result<String, String> {
     }
 }
 
-/// Why [`read_capped`] stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum CappedReadError {
-    /// The body is larger than the limit (or announced so by `Content-Length`, in which
-    /// case nothing was read).
-    #[error("the body is larger than {} bytes{}", limit, announced.map(|n| format!(" (Content-Length {n})")).unwrap_or_default())]
-    TooLarge {
-        /// The limit in bytes.
-        limit: usize,
-        /// The `Content-Length` the server announced, when that alone was over the limit.
-        announced: Option<u64>,
-    },
-    /// The connection failed (or the request timed out) while reading; shown without
-    /// the URL.
-    #[error("connection lost while reading the body: {}", describe_reqwest_error(.0))]
-    Transport(#[source] reqwest::Error),
-}
-
-/// Reads a whole response body, failing as soon as it exceeds `limit` bytes: at once when
-/// `Content-Length` announces more, else when the streamed bytes pass the limit (so an
-/// endless body costs at most `limit` bytes of memory). The one way this crate reads a
-/// body into memory from an untrusted server (registries, token servers, ARM).
-pub async fn read_capped(
-    resp: Response,
-    limit: usize,
-) -> std::result::Result<Bytes, CappedReadError> {
-    // hyper's exact size hint comes from Content-Length; the header is read as well for
-    // bodies that carry no hint.
-    let announced = resp.content_length().or_else(|| {
-        resp.headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    });
-    if let Some(announced) = announced
-        && announced > limit as u64
-    {
-        return Err(CappedReadError::TooLarge {
-            limit,
-            announced: Some(announced),
-        });
-    }
-    let reserve = announced.map_or(0, |n| usize::try_from(n).unwrap_or(limit).min(limit));
-    let mut out = Vec::with_capacity(reserve);
-    let mut stream = resp.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(CappedReadError::Transport)?;
-        if out.len().saturating_add(chunk.len()) > limit {
-            return Err(CappedReadError::TooLarge {
-                limit,
-                announced: None,
-            });
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(Bytes::from(out))
-}
-
-/// Reads at most the first `limit` bytes of a body and drops the rest unread (for error
-/// bodies, which only feed a message); a failed read returns what arrived.
-pub async fn read_up_to(resp: Response, limit: usize) -> Bytes {
-    let mut out = Vec::new();
-    let mut stream = resp.bytes_stream();
-    while out.len() < limit {
-        match stream.next().await {
-            Some(Ok(chunk)) => {
-                let take = chunk.len().min(limit - out.len());
-                out.extend_from_slice(&chunk[..take]);
-            }
-            Some(Err(_)) | None => break,
-        }
-    }
-    Bytes::from(out)
-}
-
-/// `n` bytes for a message: `4 MiB`, `128 KiB`, else `n bytes`.
-pub fn human_bytes(n: u64) -> String {
-    const KIB: u64 = 1024;
-    const MIB: u64 = 1024 * KIB;
-    if n >= MIB && n.is_multiple_of(MIB) {
-        format!("{} MiB", n / MIB)
-    } else if n >= KIB && n.is_multiple_of(KIB) {
-        format!("{} KiB", n / KIB)
-    } else {
-        format!("{n} bytes")
-    }
-}
-
-/// A reqwest error's text without the URL (URLs may carry upload-session state).
-pub fn describe_reqwest_error(e: &reqwest::Error) -> String {
-    let mut msg = e.without_url_ref_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        source = s.source();
-    }
-    msg
-}
-
-trait WithoutUrl {
-    fn without_url_ref_string(&self) -> String;
-}
-
-impl WithoutUrl for reqwest::Error {
-    fn without_url_ref_string(&self) -> String {
-        if self.is_connect() {
-            "connection failed".into()
-        } else if self.is_timeout() {
-            "timed out".into()
-        } else if self.is_body() || self.is_decode() {
-            "error reading the response body".into()
-        } else if self.is_request() {
-            "request failed".into()
-        } else {
-            "HTTP error".into()
-        }
-    }
-}
-
 /// Maps a transport error: TLS problems are permanent, the rest transient.
 pub(crate) fn transport_error(host: &str, e: &reqwest::Error) -> EngineError {
     let text = describe_reqwest_error(e);
@@ -1288,19 +1051,6 @@ pub(crate) fn transport_error(host: &str, e: &reqwest::Error) -> EngineError {
         host: host.to_string(),
         reason: text,
     }
-}
-
-/// `text` on one line (control characters as spaces), cut to `max` characters.
-fn one_line(text: &str, max: usize) -> String {
-    let mut out: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(max)
-        .collect();
-    if text.chars().nth(max).is_some() {
-        out.push('…');
-    }
-    out.trim().to_string()
 }
 
 /// Reads the registry's error text (distribution `errors[]` or plain text): at most
@@ -1469,23 +1219,6 @@ mod tests {
     }
 
     #[test]
-    fn bounded_headers() {
-        let mut h = HeaderMap::new();
-        h.insert("location", "/v2/x".parse().unwrap());
-        h.insert(
-            "www-authenticate",
-            "x".repeat(MAX_HEADER_VALUE_BYTES + 1).parse().unwrap(),
-        );
-        assert_eq!(
-            bounded_header(&h, "Location").unwrap().as_deref(),
-            Some("/v2/x")
-        );
-        assert_eq!(bounded_header(&h, "Range").unwrap(), None);
-        let err = bounded_header(&h, "WWW-Authenticate").unwrap_err();
-        assert!(err.contains("MAX_HEADER_VALUE_BYTES"), "{err}");
-    }
-
-    #[test]
     fn token_answers() {
         assert_eq!(parse_token_answer(br#"{"token":"abc"}"#).unwrap(), "abc");
         assert_eq!(
@@ -1501,91 +1234,6 @@ mod tests {
         ] {
             assert!(parse_token_answer(bad).is_err());
         }
-    }
-
-    /// Serves one raw HTTP/1.1 answer: `head` then `body_chunk` `repeat` times (or
-    /// forever with `None`), on a fresh port; returns the URL.
-    async fn raw_server(
-        head: &'static str,
-        body_chunk: &'static [u8],
-        repeat: Option<usize>,
-    ) -> String {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let mut buf = [0u8; 4096];
-            let _ = sock.read(&mut buf).await;
-            if sock.write_all(head.as_bytes()).await.is_err() {
-                return;
-            }
-            let mut sent = 0;
-            while repeat.is_none_or(|n| sent < n) {
-                if sock.write_all(body_chunk).await.is_err() {
-                    return;
-                }
-                sent += 1;
-            }
-        });
-        format!("http://{addr}/")
-    }
-
-    #[tokio::test]
-    async fn capped_reads() {
-        let client = reqwest::Client::new();
-        // Endless body without Content-Length: cut at the limit.
-        let url = raw_server(
-            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
-            &[b'x'; 1024],
-            None,
-        )
-        .await;
-        let resp = client.get(&url).send().await.unwrap();
-        match read_capped(resp, 64 * 1024).await {
-            Err(CappedReadError::TooLarge {
-                limit: 65536,
-                announced: None,
-            }) => {}
-            other => panic!("{other:?}"),
-        }
-        // Announced too large: refused before reading.
-        let url = raw_server(
-            "HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n",
-            b"x",
-            Some(1),
-        )
-        .await;
-        let resp = client.get(&url).send().await.unwrap();
-        match read_capped(resp, 1024).await {
-            Err(CappedReadError::TooLarge {
-                announced: Some(99_999_999_999),
-                ..
-            }) => {}
-            other => panic!("{other:?}"),
-        }
-        // Within the limit.
-        let url = raw_server(
-            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
-            b"abc",
-            Some(1),
-        )
-        .await;
-        let resp = client.get(&url).send().await.unwrap();
-        assert_eq!(&read_capped(resp, 3).await.unwrap()[..], b"abc");
-        // Error bodies: the first bytes only, on one line.
-        let url = raw_server(
-            "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n",
-            b"evil\x1b[31m text ",
-            None,
-        )
-        .await;
-        let resp = client.get(&url).send().await.unwrap();
-        let text = error_text(resp).await;
-        assert!(text.len() <= 200 * 4 + 3, "{text}");
-        assert!(!text.chars().any(char::is_control), "{text:?}");
     }
 
     proptest! {
@@ -1623,19 +1271,5 @@ mod tests {
             let _ = check_repository(&r);
             let _ = parse_token_answer(r.as_bytes());
         }
-    }
-
-    #[test]
-    fn finds_the_system_ca_bundle() {
-        // Debian (this project's machines and its container image) keeps it here.
-        let bundle = system_ca_bundle().expect("a system CA bundle");
-        let pem = std::fs::read(&bundle).expect("readable bundle");
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).expect("PEM bundle");
-        assert!(
-            certs.len() > 10,
-            "{} holds {} certificates",
-            bundle.display(),
-            certs.len()
-        );
     }
 }

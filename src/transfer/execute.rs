@@ -72,7 +72,7 @@ impl Executor {
         let retry = RetryPolicy::default();
         Ok(Self {
             arm: ArmClients::new(
-                crate::engine::registry::http_client(false, None, None)?,
+                crate::http::http_client(false, None, None).map_err(EngineError::from)?,
                 retry.clone(),
             ),
             manifests: ManifestCheck::default(),

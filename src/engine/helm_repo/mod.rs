@@ -41,7 +41,9 @@ use super::digest::{Hasher, sha256_digest};
 use super::error::{EngineError, Result};
 use super::files::{blob_descriptor, now_rfc3339, raw_manifest};
 use super::media;
-use super::registry::{http_client, human_bytes as human, status_error, transport_error};
+use super::registry::{status_error, transport_error};
+pub(crate) use crate::http::one_line;
+use crate::http::{RetryPolicy, Step, http_client, human_bytes as human, with_retry};
 use crate::limits::{MAX_CHART_ARCHIVE_BYTES, MAX_HELM_INDEX_BYTES};
 use archive::inspect_chart_archive;
 use index::{IndexLookup, parse_index};
@@ -104,19 +106,6 @@ fn refused(url: &url::Url, reason: impl Into<String>) -> EngineError {
     }
 }
 
-/// `text` on one line (control characters as spaces), cut to `max` characters.
-fn one_line(text: &str, max: usize) -> String {
-    let mut out: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(max)
-        .collect();
-    if text.chars().count() > max {
-        out.push('…');
-    }
-    out
-}
-
 /// A name, version or path from a repository, safe to put in a one-line message.
 fn quote(text: &str) -> String {
     one_line(text, QUOTE_LEN)
@@ -168,31 +157,42 @@ impl HelmRepository {
             && self.url.port_or_known_default() == other.port_or_known_default()
     }
 
+    /// GETs `url` (`what` names it in messages), with the shared retry policy for
+    /// connection failures, 408, 429 and 5xx; a 404 is [`EngineError::NotFound`]. The
+    /// repository's credentials go to its own origin only.
     async fn get(
         &self,
         client: &reqwest::Client,
         url: &url::Url,
         what: &str,
     ) -> Result<reqwest::Response> {
-        let mut req = client.get(url.clone());
-        if self.same_origin(url)
-            && let Credentials::Basic { username, password } = &self.credentials
-        // Dynamic credentials are for registries; a Helm repository gets static ones.
-        {
-            req = req.basic_auth(username, Some(password.expose()));
-        }
         let host = host_of(url);
-        let resp = req.send().await.map_err(|e| transport_error(&host, &e))?;
-        match resp.status() {
-            s if s.is_success() => Ok(resp),
-            reqwest::StatusCode::NOT_FOUND => Err(EngineError::NotFound {
-                what: what.to_string(),
-                location: display_url(&self.url),
-                hint: "check the repository URL".into(),
-            }),
-            // Reads at most a small, capped part of the error body.
-            _ => Err(status_error(&host, &format!("GET {what}"), resp).await),
-        }
+        let action = format!("GET {what}");
+        let policy = RetryPolicy::default();
+        with_retry(&policy, policy.max_attempts, &action, |_| async {
+            let mut req = client.get(url.clone());
+            if self.same_origin(url)
+                && let Credentials::Basic { username, password } = &self.credentials
+            // Dynamic credentials are for registries; a Helm repository gets static ones.
+            {
+                req = req.basic_auth(username, Some(password.expose()));
+            }
+            let resp = match req.send().await {
+                Ok(resp) => resp,
+                Err(e) => return Step::Failed(transport_error(&host, &e)),
+            };
+            match resp.status() {
+                s if s.is_success() => Step::Done(resp),
+                reqwest::StatusCode::NOT_FOUND => Step::Failed(EngineError::NotFound {
+                    what: what.to_string(),
+                    location: display_url(&self.url),
+                    hint: "check the repository URL".into(),
+                }),
+                // Reads at most a small, capped part of the error body.
+                _ => Step::Failed(status_error(&host, &action, resp).await),
+            }
+        })
+        .await
     }
 
     /// Downloads `index.yaml` (at most [`MAX_HELM_INDEX_BYTES`], to a temporary file) and
