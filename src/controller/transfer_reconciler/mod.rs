@@ -97,3 +97,6 @@ async fn reconcile_inner(t: &ArtifactTransfer, ctx: &Context) -> Result<Outcome,
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
