@@ -7,7 +7,7 @@ SHELL := bash
 # installed and cached by scripts/tools.sh, which prints their bin directory last.
 TOOLS := bash scripts/tools.sh
 
-.PHONY: help test build demo demo-copy bench fmt lint tools transfer-example crds crdcheck image bench-controller
+.PHONY: help test test-unit build demo demo-copy bench fmt lint tools transfer-example crds crdcheck image bench-controller
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ test: ## tools, then cargo fmt --check, clippy -D warnings, cargo test (what CI 
 	step 4/4 "cargo test --workspace --all-targets (tools from $$bin)"; \
 	cargo test --workspace --all-targets || fail "cargo test --workspace --all-targets"; \
 	printf '\n==> make test: all passed\n'
+
+test-unit: ## the fast tier: unit and in-process tests (fake registry, fake API server), no external tool
+	cargo test --workspace --lib --bins --test 'inproc_*'
 
 build: ## release build: target/release/aosm-artifact-operator
 	cargo build --release

@@ -1,0 +1,311 @@
+//! The engine's edge cases against an in-process fake registry (`inproc/fake_registry.rs`):
+//! upload resume, token renewal mid-transfer, the retry policy, ACR's 413, HEAD-skip and
+//! no-op re-copies, and no tag over incomplete content. No external tool: part of
+//! `make test-unit`. The same behaviours are tested against real registries by
+//! `copy_faults.rs`, `copy_interop.rs` and `store_credentials.rs`.
+
+#[path = "inproc/fake_registry.rs"]
+mod fake_registry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aosm_artifact_operator::engine::retry::RetryPolicy;
+use aosm_artifact_operator::engine::{
+    self, Endpoint, EngineError, ImageRef, NoProgress, RegistryClient, RegistryOptions,
+    TransferOptions, TransferSummary,
+};
+use axum::http::Method;
+use fake_registry::{FakeRegistry, Fault, Rule, sha256};
+
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// A source image: a config and `layers` (their bytes), pushed to `reg` as `repo:tag`.
+struct Image {
+    digest: String,
+    blobs: Vec<(String, Vec<u8>)>,
+}
+
+fn bytes(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[0] ^ seed)
+        .collect()
+}
+
+fn image(reg: &FakeRegistry, repo: &str, tag: &str, layers: &[usize]) -> Image {
+    let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+    let mut blobs = vec![(reg.put_blob(repo, &config), config)];
+    for (i, size) in layers.iter().enumerate() {
+        let data = bytes(*size, i as u8 + 1);
+        blobs.push((reg.put_blob(repo, &data), data));
+    }
+    let descriptor = |(d, b): &(String, Vec<u8>), media: &str| serde_json::json!({"mediaType": media, "digest": d, "size": b.len()});
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "config": descriptor(&blobs[0], "application/vnd.oci.image.config.v1+json"),
+        "layers": blobs[1..].iter().map(|b| descriptor(b, "application/vnd.oci.image.layer.v1.tar+gzip")).collect::<Vec<_>>(),
+    });
+    let raw = serde_json::to_vec(&manifest).expect("JSON");
+    let digest = reg.put_manifest(repo, tag, MANIFEST, &raw);
+    Image { digest, blobs }
+}
+
+fn quick_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 4,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_secs(2),
+    }
+}
+
+fn endpoint(reg: &FakeRegistry, reference: &str) -> Endpoint {
+    let options = RegistryOptions {
+        plain_http: true,
+        retry: quick_retry(),
+        ..Default::default()
+    };
+    Endpoint {
+        client: Arc::new(RegistryClient::new(&reg.host, &options).expect("a client")),
+        reference: ImageRef::parse(&format!("{}/{reference}", reg.host)).expect("a reference"),
+    }
+}
+
+async fn copy_with(
+    src: &FakeRegistry,
+    dst: &FakeRegistry,
+    reference: &str,
+    chunk_size: Option<u64>,
+) -> Result<TransferSummary, EngineError> {
+    let opts = TransferOptions {
+        concurrency: 1,
+        chunk_size,
+        ..Default::default()
+    };
+    engine::copy(
+        &endpoint(src, reference),
+        &endpoint(dst, reference),
+        &opts,
+        &NoProgress,
+    )
+    .await
+}
+
+fn assert_copied(dst: &FakeRegistry, repo: &str, tag: &str, image: &Image) {
+    for (digest, data) in &image.blobs {
+        let stored = dst
+            .blob(repo, digest)
+            .unwrap_or_else(|| panic!("{digest} missing"));
+        assert_eq!(sha256(&stored), *digest);
+        assert_eq!(&stored[..], &data[..]);
+    }
+    let manifest = dst.manifest(repo, tag).expect("the tag");
+    assert_eq!(sha256(&manifest), image.digest);
+}
+
+#[tokio::test]
+async fn a_failed_chunk_is_resent_from_its_own_offset_not_from_zero() {
+    let src = FakeRegistry::start().await;
+    let dst = FakeRegistry::start().await;
+    let image = image(&src, "cnf/app", "1.0.0", &[200 * 1024, 1000]);
+    // The second PATCH (the big layer's second 64 KiB chunk) fails; nothing of it stored.
+    dst.fault(Rule {
+        method: Method::PATCH,
+        path_part: "/blobs/uploads/",
+        nth: 2,
+        fault: Fault::Status(503, None),
+    });
+    let summary = copy_with(&src, &dst, "cnf/app:1.0.0", Some(64 * 1024))
+        .await
+        .expect("the copy resumes");
+    assert_eq!(summary.digest, image.digest);
+    assert_copied(&dst, "cnf/app", "1.0.0", &image);
+
+    let patches: Vec<_> = dst
+        .requests_to(Method::PATCH, "/blobs/uploads/")
+        .iter()
+        .map(|r| (r.range_start, r.status))
+        .collect();
+    assert_eq!(
+        patches,
+        [
+            (Some(0), 202),
+            (Some(65536), 503),
+            (Some(65536), 202),
+            (Some(131072), 202)
+        ],
+        "the failed chunk is sent again from its offset"
+    );
+    // The registry was asked where the upload stood, and no second session was opened.
+    assert_eq!(dst.requests_to(Method::GET, "/blobs/uploads/").len(), 1);
+    let sessions = dst.requests_to(Method::POST, "/blobs/uploads/").len();
+    assert_eq!(sessions, image.blobs.len(), "one session per blob");
+}
+
+#[tokio::test]
+async fn a_token_revoked_mid_transfer_is_renewed_and_the_copy_completes() {
+    let src = FakeRegistry::start().await;
+    let dst = FakeRegistry::start().await.with_token_auth();
+    let image = image(&src, "cnf/app", "1.0.0", &[150 * 1024, 2000, 3000]);
+    // The second blob upload finds every token revoked.
+    dst.fault(Rule {
+        method: Method::POST,
+        path_part: "/blobs/uploads/",
+        nth: 2,
+        fault: Fault::RevokeTokens,
+    });
+    copy_with(&src, &dst, "cnf/app:1.0.0", None)
+        .await
+        .expect("a renewed token finishes the copy");
+    assert_copied(&dst, "cnf/app", "1.0.0", &image);
+    let tokens = dst.requests_to(Method::GET, "/token");
+    assert_eq!(tokens.len(), 2, "one token, then one renewal: {tokens:?}");
+    let refused: Vec<_> = dst
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 401)
+        .collect();
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.authorized && r.method == Method::POST),
+        "the revoked token was refused once: {refused:?}"
+    );
+    // Every request after the first challenge carried a token, except the token requests
+    // themselves (the realm is this origin; the fake needs no credential for it).
+    assert!(
+        dst.requests()
+            .iter()
+            .filter(|r| r.path != "/token" && r.path != "/v2/" && r.status != 401)
+            .all(|r| r.authorized)
+    );
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_and_a_permanent_answer_is_not_retried() {
+    let src = FakeRegistry::start().await;
+    let dst = FakeRegistry::start().await;
+    let image = image(&src, "cnf/app", "1.0.0", &[1000]);
+    // The tag's PUT is throttled once with Retry-After: 1, then taken.
+    dst.fault(Rule {
+        method: Method::PUT,
+        path_part: "/manifests/",
+        nth: 1,
+        fault: Fault::Status(429, Some(1)),
+    });
+    // A blob HEAD answers 503 twice.
+    for nth in [1, 2] {
+        dst.fault(Rule {
+            method: Method::HEAD,
+            path_part: "/blobs/",
+            nth,
+            fault: Fault::Status(503, None),
+        });
+    }
+    copy_with(&src, &dst, "cnf/app:1.0.0", None)
+        .await
+        .expect("transient answers are retried");
+    assert_copied(&dst, "cnf/app", "1.0.0", &image);
+    let puts = dst.requests_to(Method::PUT, "/manifests/");
+    assert_eq!(puts.len(), 2);
+    let waited = puts[1].at.duration_since(puts[0].at);
+    assert!(
+        waited >= Duration::from_millis(950),
+        "Retry-After: 1 was not honoured: retried after {waited:?}"
+    );
+    let heads = dst.requests_to(Method::HEAD, "/blobs/");
+    assert_eq!(heads.iter().filter(|r| r.status == 503).count(), 2);
+
+    // 400 on the tag: refused at once, not retried.
+    let other = FakeRegistry::start().await;
+    other.fault(Rule {
+        method: Method::PUT,
+        path_part: "/manifests/",
+        nth: 1,
+        fault: Fault::Status(400, None),
+    });
+    let err = copy_with(&src, &other, "cnf/app:1.0.0", None)
+        .await
+        .expect_err("a 400 is permanent");
+    assert!(!err.is_transient(), "{err}");
+    assert_eq!(other.requests_to(Method::PUT, "/manifests/").len(), 1);
+}
+
+#[tokio::test]
+async fn a_413_above_the_size_limit_switches_to_chunks_as_acr_needs() {
+    let src = FakeRegistry::start().await;
+    // ACR refuses request bodies above ~20 MB.
+    let dst = FakeRegistry::start().await.with_max_body(20 * 1024 * 1024);
+    let image = image(&src, "cnf/big", "1.0.0", &[24 * 1024 * 1024]);
+    copy_with(&src, &dst, "cnf/big:1.0.0", None)
+        .await
+        .expect("chunks under the limit");
+    assert_copied(&dst, "cnf/big", "1.0.0", &image);
+    let requests = dst.requests();
+    assert!(
+        requests.iter().any(|r| r.status == 413),
+        "the first, whole-blob request was refused"
+    );
+    let largest_accepted = requests
+        .iter()
+        .filter(|r| r.status != 413)
+        .map(|r| r.body_len)
+        .max()
+        .unwrap_or(0);
+    assert!(largest_accepted <= 16 * 1024 * 1024, "{largest_accepted}");
+}
+
+#[tokio::test]
+async fn blobs_already_there_are_skipped_and_a_second_copy_moves_nothing() {
+    let src = FakeRegistry::start().await;
+    let dst = FakeRegistry::start().await;
+    let image = image(&src, "cnf/app", "1.0.0", &[5000, 6000]);
+    // The destination already holds the first layer.
+    let (held, data) = &image.blobs[1];
+    dst.put_blob("cnf/app", data);
+    let summary = copy_with(&src, &dst, "cnf/app:1.0.0", None)
+        .await
+        .expect("copied");
+    assert_eq!(summary.blobs_skipped, 1);
+    assert_eq!(summary.blobs_copied, image.blobs.len() - 1);
+    assert!(
+        dst.requests_to(Method::POST, "/blobs/uploads/")
+            .iter()
+            .all(|r| !r.query.contains(held.trim_start_matches("sha256:"))),
+        "the held blob was not uploaded"
+    );
+    assert_copied(&dst, "cnf/app", "1.0.0", &image);
+
+    dst.clear_requests();
+    let again = copy_with(&src, &dst, "cnf/app:1.0.0", None)
+        .await
+        .expect("a no-op");
+    assert_eq!(again.digest, image.digest);
+    assert!(
+        dst.requests().iter().all(|r| !r.path.contains("/blobs/")),
+        "a no-op re-copy makes no blob request: {:?}",
+        dst.requests()
+    );
+}
+
+#[tokio::test]
+async fn a_failed_blob_leaves_no_tag() {
+    let src = FakeRegistry::start().await;
+    let dst = FakeRegistry::start().await;
+    image(&src, "cnf/app", "1.0.0", &[4000, 5000]);
+    // Every blob upload is refused.
+    for nth in 1..=8 {
+        dst.fault(Rule {
+            method: Method::POST,
+            path_part: "/blobs/uploads/",
+            nth,
+            fault: Fault::Status(400, None),
+        });
+    }
+    let err = copy_with(&src, &dst, "cnf/app:1.0.0", None)
+        .await
+        .expect_err("the blobs cannot be stored");
+    assert!(!err.is_transient(), "{err}");
+    assert!(dst.requests_to(Method::PUT, "/manifests/").is_empty());
+    assert!(dst.manifest("cnf/app", "1.0.0").is_none());
+}
