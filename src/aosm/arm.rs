@@ -475,11 +475,7 @@ impl ArmClient {
     /// [`MAX_ERROR_BODY_BYTES`] (a longer one is not read: the status decides).
     async fn arm_error(&self, resp: Response, action: &str, resource: &str) -> AosmError {
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+        let retry_after = crate::http::retry_after_header(resp.headers());
         let (body, oversized) = match read_capped(resp, MAX_ERROR_BODY_BYTES).await {
             Ok(bytes) => (
                 serde_json::from_slice::<ArmErrorBody>(&bytes).unwrap_or_default(),

@@ -116,6 +116,27 @@ pub fn is_ready_for(conditions: &[Condition], generation: Option<i64>) -> bool {
         .is_some_and(|c| c.status == TRUE && c.observed_generation == generation)
 }
 
+/// Sets each `(type, status)` of `set` with the same reason, message and generation, in
+/// that order, and removes the types in `remove`; returns whether anything changed.
+fn transition(
+    conditions: &mut Vec<Condition>,
+    set: &[(&str, &str)],
+    remove: &[&str],
+    (reason, message, generation, now): (Reason, String, Option<i64>, Timestamp),
+) -> bool {
+    let mut changed = false;
+    for (type_, status) in set {
+        changed |= set_condition(
+            conditions,
+            new_condition(type_, status, reason, message.clone(), generation, now),
+        );
+    }
+    for type_ in remove {
+        changed |= remove_condition(conditions, type_);
+    }
+    changed
+}
+
 /// Success: Ready=True with `reason` (usually [`Reason::Succeeded`]); removes Reconciling
 /// and Stalled. Returns whether anything changed.
 pub fn mark_ready(
@@ -125,13 +146,12 @@ pub fn mark_ready(
     message: impl Into<String>,
     now: Timestamp,
 ) -> bool {
-    let mut changed = set_condition(
+    transition(
         conditions,
-        new_condition(READY, TRUE, reason, message, generation, now),
-    );
-    changed |= remove_condition(conditions, RECONCILING);
-    changed |= remove_condition(conditions, STALLED);
-    changed
+        &[(READY, TRUE)],
+        &[RECONCILING, STALLED],
+        (reason, message.into(), generation, now),
+    )
 }
 
 /// Work in progress: Reconciling=True with `reason` (usually [`Reason::Progressing`]),
@@ -144,17 +164,12 @@ pub fn mark_reconciling(
     message: impl Into<String>,
     now: Timestamp,
 ) -> bool {
-    let message = message.into();
-    let mut changed = set_condition(
+    transition(
         conditions,
-        new_condition(RECONCILING, TRUE, reason, message.clone(), generation, now),
-    );
-    changed |= set_condition(
-        conditions,
-        new_condition(READY, UNKNOWN, reason, message, generation, now),
-    );
-    changed |= remove_condition(conditions, STALLED);
-    changed
+        &[(RECONCILING, TRUE), (READY, UNKNOWN)],
+        &[STALLED],
+        (reason, message.into(), generation, now),
+    )
 }
 
 /// A transient failure, retried with backoff: Reconciling=True and Ready=False, both with
@@ -169,18 +184,17 @@ pub fn mark_retrying(
     message: impl Into<String>,
     now: Timestamp,
 ) -> bool {
-    let message = message.into();
-    let reason = Reason::ProgressingWithRetry;
-    let mut changed = set_condition(
+    transition(
         conditions,
-        new_condition(READY, FALSE, reason, message.clone(), generation, now),
-    );
-    changed |= set_condition(
-        conditions,
-        new_condition(RECONCILING, TRUE, reason, message, generation, now),
-    );
-    changed |= remove_condition(conditions, STALLED);
-    changed
+        &[(READY, FALSE), (RECONCILING, TRUE)],
+        &[STALLED],
+        (
+            Reason::ProgressingWithRetry,
+            message.into(),
+            generation,
+            now,
+        ),
+    )
 }
 
 /// Permanent failure: Stalled=True and Ready=False, both with `reason` (a permanent
@@ -193,17 +207,12 @@ pub fn mark_stalled(
     message: impl Into<String>,
     now: Timestamp,
 ) -> bool {
-    let message = message.into();
-    let mut changed = set_condition(
+    transition(
         conditions,
-        new_condition(STALLED, TRUE, reason, message.clone(), generation, now),
-    );
-    changed |= set_condition(
-        conditions,
-        new_condition(READY, FALSE, reason, message, generation, now),
-    );
-    changed |= remove_condition(conditions, RECONCILING);
-    changed
+        &[(STALLED, TRUE), (READY, FALSE)],
+        &[RECONCILING],
+        (reason, message.into(), generation, now),
+    )
 }
 
 /// Not ready without being stalled or in progress (e.g. [`Reason::Suspended`]):
@@ -215,13 +224,12 @@ pub fn mark_not_ready(
     message: impl Into<String>,
     now: Timestamp,
 ) -> bool {
-    let mut changed = set_condition(
+    transition(
         conditions,
-        new_condition(READY, FALSE, reason, message, generation, now),
-    );
-    changed |= remove_condition(conditions, RECONCILING);
-    changed |= remove_condition(conditions, STALLED);
-    changed
+        &[(READY, FALSE)],
+        &[RECONCILING, STALLED],
+        (reason, message.into(), generation, now),
+    )
 }
 
 #[cfg(test)]

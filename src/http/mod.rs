@@ -12,4 +12,4 @@ pub use body::{
     read_up_to,
 };
 pub use client::{ClientError, http_client, system_ca_bundle};
-pub use retry::{RetryPolicy, Retryable, Step, parse_retry_after, with_retry};
+pub use retry::{RetryPolicy, Retryable, Step, parse_retry_after, retry_after_header, with_retry};

@@ -47,6 +47,14 @@ impl RetryPolicy {
     }
 }
 
+/// The `Retry-After` of an answer, if it has a readable one.
+pub fn retry_after_header(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after)
+}
+
 /// Parses `Retry-After`: delta-seconds or an HTTP date.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();

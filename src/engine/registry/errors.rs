@@ -65,11 +65,7 @@ pub(super) async fn error_text(resp: Response) -> String {
 /// Maps a non-success response to a typed error.
 pub(crate) async fn status_error(host: &str, action: &str, resp: Response) -> EngineError {
     let status = resp.status();
-    let retry_after = resp
-        .headers()
-        .get(header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after);
+    let retry_after = crate::http::retry_after_header(resp.headers());
     if is_transient_status(status) {
         let _ = error_text(resp).await;
         return EngineError::Transient {

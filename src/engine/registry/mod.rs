@@ -34,8 +34,8 @@ use super::digest::{Algorithm, digest_with, parse_digest, quote_untrusted};
 use super::error::{EngineError, Result};
 use super::media::MANIFEST_ACCEPT;
 use crate::http::{
-    CappedReadError, RetryPolicy, Step, bounded_header, http_client, parse_retry_after,
-    read_capped, read_up_to, with_retry,
+    CappedReadError, RetryPolicy, Step, bounded_header, http_client, read_capped, read_up_to,
+    with_retry,
 };
 pub use crate::http::{describe_reqwest_error, human_bytes, one_line};
 use crate::limits::{MAX_ERROR_BODY_BYTES, MAX_MANIFEST_BYTES, MAX_TOKEN_RESPONSE_BYTES};
