@@ -5,7 +5,7 @@
 use std::process::Command;
 
 const OURS: &str = env!("CARGO_BIN_EXE_aosm-artifact-operator");
-const COMMANDS: &[&str] = &["run", "copy", "push", "transfer", "crds"];
+const COMMANDS: &[&str] = &["run", "copy", "push", "pull", "transfer", "crds"];
 
 /// `--help` of `args`, with no environment (clap shows `[env: X=value]` values).
 fn help(args: &[&str]) -> String {

@@ -24,6 +24,9 @@ pub enum Command {
     Copy(CopyArgs),
     /// Push local files as one OCI artifact (one layer per file, like `oras push`).
     Push(PushArgs),
+    /// Pull an artifact's files into a directory (like `oras pull`): one file per layer,
+    /// named by its `org.opencontainers.image.title`, digest-checked.
+    Pull(PullArgs),
     /// Print the CustomResourceDefinitions (ArtifactStore, ArtifactTransfer,
     /// ClusterArtifactStore) as multi-document YAML, e.g. `crds | kubectl apply -f -`.
     Crds,
@@ -223,6 +226,52 @@ pub struct PushArgs {
     pub files: Vec<String>,
     #[arg(skip)]
     pub to: SideArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Registry user name.
+    #[arg(long, short = 'u')]
+    pub username: Option<String>,
+    /// Registry password or token (or env AOSM_PASSWORD).
+    #[arg(long, short = 'p', env = "AOSM_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Talk plain HTTP to the registry.
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Skip TLS verification.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Extra CA bundle (PEM) to trust.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Docker config.json with registry credentials (default ~/.docker/config.json).
+    #[arg(long, value_name = "FILE")]
+    pub registry_config: Option<PathBuf>,
+    /// Directory to write the files into (created if missing).
+    #[arg(long, short = 'o', value_name = "DIR", default_value = ".")]
+    pub output: PathBuf,
+    /// Replace files that already exist in DIR.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Output format of the result.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// The artifact (HOST/REPO[:TAG][@DIGEST]; default tag `latest`).
+    pub src: String,
+}
+
+impl PullArgs {
+    /// The connection settings of the registry.
+    pub fn side(&self) -> SideArgs {
+        SideArgs {
+            username: self.username.clone(),
+            password: self.password.clone(),
+            plain_http: self.plain_http,
+            insecure: self.insecure,
+            ca_file: self.ca_file.clone(),
+        }
+    }
 }
 
 impl CopyArgs {

@@ -18,7 +18,9 @@ use aosm_artifact_operator::engine::{
 };
 use clap::Parser as _;
 
-use args::{Cli, Command, CopyArgs, OutputFormat, PushArgs, SideArgs, StatusFormat, TransferArgs};
+use args::{
+    Cli, Command, CopyArgs, OutputFormat, PullArgs, PushArgs, SideArgs, StatusFormat, TransferArgs,
+};
 
 /// Runs the CLI and maps the outcome to an exit code: 0 ok, 1 transfer failed, 2 bad input.
 pub fn main() -> ExitCode {
@@ -43,6 +45,7 @@ pub fn main() -> ExitCode {
             Command::Run(args) => run_command::start_controller(args).await,
             Command::Copy(args) => run_copy(args.resolve()).await,
             Command::Push(args) => run_push(args.resolve()).await,
+            Command::Pull(args) => run_pull(args).await,
             Command::Crds => print_crds(),
             Command::Transfer(args) => run_transfer(args).await,
         }
@@ -160,13 +163,24 @@ fn credentials(
     config: &DockerConfigAuth,
     flag: &str,
 ) -> engine::Result<Credentials> {
+    let name = |what: &str| {
+        if flag.is_empty() {
+            format!("--{what}")
+        } else {
+            format!("--{flag}-{what}")
+        }
+    };
     match (&side.username, &side.password) {
         (Some(u), Some(p)) => Ok(Credentials::basic(u.clone(), p.clone())),
         (Some(_), None) => Err(EngineError::InvalidInput(format!(
-            "--{flag}-username needs --{flag}-password too"
+            "{} needs {} too",
+            name("username"),
+            name("password")
         ))),
         (None, Some(_)) => Err(EngineError::InvalidInput(format!(
-            "--{flag}-password needs --{flag}-username too"
+            "{} needs {} too",
+            name("password"),
+            name("username")
         ))),
         (None, None) => Ok(config.lookup(registry).unwrap_or_default()),
     }
@@ -307,6 +321,40 @@ async fn run_push(args: PushArgs) -> engine::Result<()> {
     )
     .await?;
     finish(args.output, &summary);
+    Ok(())
+}
+
+/// `pull REF -o DIR`: the artifact's files, as `oras pull` writes them.
+async fn run_pull(args: PullArgs) -> engine::Result<()> {
+    let config = DockerConfigAuth::load(args.registry_config.as_deref())?;
+    let src = endpoint(&args.src, &args.side(), &config, "")?;
+    let progress = output::progress(args.format);
+    let opts = engine::pull_files::PullOptions {
+        overwrite: args.overwrite,
+    };
+    let summary =
+        engine::pull_files::pull_files(&src, &args.output, &opts, progress.as_ref()).await?;
+    match args.format {
+        OutputFormat::Json => match serde_json::to_string(&summary) {
+            Ok(json) => println!("{json}"),
+            Err(e) => eprintln!("error: cannot encode the summary: {e}"),
+        },
+        OutputFormat::Text => {
+            println!("{}", summary.reference);
+            println!("  digest:     {}", summary.digest);
+            for f in &summary.files {
+                println!(
+                    "  {} ({} bytes, {})",
+                    args.output.join(&f.path).display(),
+                    f.size,
+                    f.digest
+                );
+            }
+            if summary.skipped > 0 {
+                println!("  skipped:    {} layers without a title", summary.skipped);
+            }
+        }
+    }
     Ok(())
 }
 

@@ -12,6 +12,7 @@ pub mod helm_repo;
 pub mod media;
 pub mod platform;
 pub mod progress;
+pub mod pull_files;
 pub mod reference;
 pub mod registry;
 /// The retry policy (the shared HTTP layer's).
