@@ -5,7 +5,20 @@
 use std::process::Command;
 
 const OURS: &str = env!("CARGO_BIN_EXE_aosm-artifact-operator");
-const COMMANDS: &[&str] = &["run", "copy", "push", "pull", "transfer", "crds"];
+const COMMANDS: &[&str] = &[
+    "run",
+    "copy",
+    "push",
+    "pull",
+    "transfer",
+    "store",
+    "store login",
+    "store push",
+    "store pull",
+    "store list",
+    "store seal",
+    "crds",
+];
 
 /// `--help` of `args`, with no environment (clap shows `[env: X=value]` values).
 fn help(args: &[&str]) -> String {
@@ -36,7 +49,7 @@ fn render() -> String {
     doc.push_str("\n```\n");
     for c in COMMANDS {
         doc.push_str(&format!("\n## aosm-artifact-operator {c}\n\n```text\n"));
-        doc.push_str(&help(&[c]));
+        doc.push_str(&help(&c.split(' ').collect::<Vec<_>>()));
         doc.push_str("\n```\n");
     }
     doc

@@ -43,7 +43,10 @@ fn files_pushed_by_oras_come_back_byte_exact_and_existing_files_are_kept() {
         .arg("push")
         .args(TestEnv::oras_flags(&reg))
         .arg(reg.reference("arm/template:1.0.0"))
-        .args(["template.json:application/vnd.example.arm+json", "sub/payload.bin"])
+        .args([
+            "template.json:application/vnd.example.arm+json",
+            "sub/payload.bin",
+        ])
         .ok();
 
     let out_dir = env.path("out");
@@ -55,7 +58,11 @@ fn files_pushed_by_oras_come_back_byte_exact_and_existing_files_are_kept() {
         .run();
     out.assert_success();
     let summary: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("JSON");
-    assert_eq!(summary["files"].as_array().map(Vec::len), Some(2), "{summary}");
+    assert_eq!(
+        summary["files"].as_array().map(Vec::len),
+        Some(2),
+        "{summary}"
+    );
     assert_eq!(
         std::fs::read(out_dir.join("template.json")).unwrap(),
         std::fs::read(&template).unwrap()
@@ -84,7 +91,10 @@ fn files_pushed_by_oras_come_back_byte_exact_and_existing_files_are_kept() {
         .run();
     assert_eq!(refused.code, Some(2), "{refused}");
     assert!(refused.stderr.contains("--overwrite"), "{refused}");
-    assert_eq!(std::fs::read(out_dir.join("template.json")).unwrap(), b"mine");
+    assert_eq!(
+        std::fs::read(out_dir.join("template.json")).unwrap(),
+        b"mine"
+    );
     env.ours()
         .args(["pull", "--plain-http", "--overwrite", "-o"])
         .arg(&out_dir)
@@ -98,7 +108,10 @@ fn files_pushed_by_oras_come_back_byte_exact_and_existing_files_are_kept() {
 
 /// Pushes one blob with `title` as a one-layer artifact `repo:tag`, with oras.
 fn push_titled(env: &TestEnv, reg: &Registry, repo: &str, tag: &str, title: &str) {
-    let data = env.write(&format!("hostile/{tag}.bin"), format!("payload for {title}"));
+    let data = env.write(
+        &format!("hostile/{tag}.bin"),
+        format!("payload for {title}"),
+    );
     let digest = support::sha256_digest(&std::fs::read(&data).unwrap());
     env.oras(reg)
         .args(["blob", "push"])
@@ -160,7 +173,11 @@ fn hostile_titles_write_nothing_outside_the_directory() {
         assert!(out.stderr.contains(said), "{tag}: {out}");
         assert_eq!(out.stderr.lines().count(), 1, "{tag}: one line: {out}");
     }
-    assert!(files_below(&outside).is_empty(), "{:?}", files_below(&outside));
+    assert!(
+        files_below(&outside).is_empty(),
+        "{:?}",
+        files_below(&outside)
+    );
     assert!(!Path::new("/tmp/aosm-pull-absolute.txt").exists());
     // Nothing in the directory either (only the test's own symlink), not even a partial
     // download.

@@ -8,10 +8,10 @@ use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, Transport};
 use azure_identity::{
-    ClientAssertion, ClientAssertionCredential, ClientAssertionCredentialOptions,
-    ClientSecretCredential, ClientSecretCredentialOptions, ManagedIdentityCredential,
-    ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential,
-    WorkloadIdentityCredentialOptions,
+    AzureCliCredential, AzureCliCredentialOptions, ClientAssertion, ClientAssertionCredential,
+    ClientAssertionCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions,
+    ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
+    WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
 };
 
 use super::error::AosmError;
@@ -74,6 +74,14 @@ pub enum Identity {
         /// Tenant id; `None` = the controller's `AZURE_TENANT_ID`.
         tenant_id: Option<String>,
     },
+    /// The Azure CLI's own sign-in (`az login`): tokens from `az account get-access-token`,
+    /// as `azure_identity`'s `AzureCliCredential` runs it. For people at a terminal.
+    AzureCli {
+        /// Tenant to ask in; `None` = the CLI's default.
+        tenant_id: Option<String>,
+        /// Subscription whose account to use when no tenant is given (`az` refuses both).
+        subscription: Option<String>,
+    },
     /// A service principal with a client secret.
     ClientSecret {
         /// Tenant id.
@@ -108,6 +116,7 @@ impl Identity {
                 ..
             } => format!("workload identity {client_id} (ServiceAccount {namespace}/{name})"),
             Identity::ClientSecret { client_id, .. } => format!("service principal {client_id}"),
+            Identity::AzureCli { .. } => "the Azure CLI's sign-in (az login)".to_string(),
         }
     }
 }
@@ -265,6 +274,22 @@ pub fn credential(
             };
             ClientAssertionCredential::new(tenant_id, client_id.clone(), assertion, Some(o))
                 .map_err(fail)?
+        }
+        Identity::AzureCli {
+            tenant_id,
+            subscription,
+        } => {
+            let o = AzureCliCredentialOptions {
+                tenant_id: tenant_id.clone(),
+                // `az account get-access-token` refuses --tenant with --subscription.
+                subscription: if tenant_id.is_some() {
+                    None
+                } else {
+                    subscription.clone()
+                },
+                ..Default::default()
+            };
+            AzureCliCredential::new(Some(o)).map_err(fail)?
         }
         Identity::ClientSecret {
             tenant_id,

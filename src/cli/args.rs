@@ -33,6 +33,9 @@ pub enum Command {
     /// Run ArtifactTransfers from a YAML file exactly as the controller does, with the
     /// stores, Secrets, ConfigMaps and Namespaces they need given beside them.
     Transfer(TransferArgs),
+    /// The AOSM routine at a terminal: login, push, pull, list, seal an artifact store's
+    /// manifest, signed in as `az` users are.
+    Store(StoreArgs),
 }
 
 /// How `transfer` prints statuses.
@@ -366,4 +369,206 @@ pub struct RunArgs {
     /// Seconds between progress writes to a running transfer's status.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600), hide = true)]
     pub progress_interval: u64,
+}
+
+/// `store`: the manual AOSM routine, one command per step.
+#[derive(Args, Debug)]
+pub struct StoreArgs {
+    #[command(subcommand)]
+    pub command: StoreCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCommand {
+    /// listCredential, then write the ACR credential into the docker config that oras,
+    /// helm and docker read.
+    Login(StoreLoginArgs),
+    /// Push files (as `oras push`), or copy an image or chart, into the store, once the
+    /// manifest lists the artifact.
+    Push(StorePushArgs),
+    /// Pull an artifact into files (`-o DIR`, as `oras pull`; a chart as `helm pull`
+    /// writes it) or copy it into a registry (`--to REF`).
+    Pull(StorePullArgs),
+    /// The manifest's artifacts, their type and version, the manifest state, and whether
+    /// the store holds each (with its digest).
+    List(StoreListArgs),
+    /// Set the manifest's state to `Uploaded` (refused while a listed artifact is missing,
+    /// unless --force).
+    Seal(StoreSealArgs),
+}
+
+/// The Azure cloud of the store.
+#[derive(Clone, Copy, Debug, Default, ValueEnum, PartialEq, Eq)]
+pub enum CloudArg {
+    /// Azure public cloud.
+    #[default]
+    #[value(name = "AzurePublic")]
+    AzurePublic,
+    /// Azure US Government.
+    #[value(name = "AzureUSGovernment")]
+    AzureUsGovernment,
+    /// Azure operated by 21Vianet.
+    #[value(name = "AzureChina")]
+    AzureChina,
+    /// Endpoints given with --arm-endpoint / --authority-host.
+    #[value(name = "Custom")]
+    Custom,
+}
+
+/// How to sign in to Azure; default: the first available of client-secret (environment),
+/// workload-identity, managed-identity, azure-cli.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum SignInArg {
+    /// AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET.
+    ClientSecret,
+    /// AZURE_FEDERATED_TOKEN_FILE (with AZURE_CLIENT_ID and AZURE_TENANT_ID).
+    WorkloadIdentity,
+    /// The machine's managed identity (AZURE_CLIENT_ID for a user-assigned one).
+    ManagedIdentity,
+    /// The Azure CLI's sign-in (`az login`).
+    AzureCli,
+}
+
+/// Where the store and its manifest are (named as in the ARM URL) and how to sign in.
+#[derive(Args, Debug, Clone)]
+pub struct StoreFlags {
+    /// Subscription id.
+    #[arg(long, env = "AZURE_SUBSCRIPTION_ID")]
+    pub subscription: String,
+    /// Resource group of the publisher.
+    #[arg(long)]
+    pub resource_group: String,
+    /// Publisher name.
+    #[arg(long)]
+    pub publisher: String,
+    /// Artifact store name.
+    #[arg(long)]
+    pub artifact_store: String,
+    /// Artifact manifest name.
+    #[arg(long)]
+    pub manifest: String,
+    /// Azure cloud (selects the ARM endpoint and Entra authority).
+    #[arg(long, value_enum, default_value_t = CloudArg::AzurePublic)]
+    pub cloud: CloudArg,
+    /// ARM endpoint (https), instead of the cloud's.
+    #[arg(long, value_name = "URL")]
+    pub arm_endpoint: Option<String>,
+    /// Entra ID authority host (https), instead of the cloud's.
+    #[arg(long, env = "AZURE_AUTHORITY_HOST", value_name = "URL")]
+    pub authority_host: Option<String>,
+    /// ARM api-version of Microsoft.HybridNetwork.
+    #[arg(long, default_value = "2023-09-01", value_parser = ["2023-09-01", "2024-04-15", "2025-03-30"])]
+    pub api_version: String,
+    /// How to sign in (default: the first available, in this order).
+    #[arg(long, value_enum)]
+    pub sign_in: Option<SignInArg>,
+}
+
+/// `-o table|json` of the store commands.
+#[derive(Clone, Copy, Debug, Default, ValueEnum, PartialEq, Eq)]
+pub enum TableFormat {
+    /// Human-readable.
+    #[default]
+    Table,
+    /// One JSON object on stdout.
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct StoreLoginArgs {
+    #[command(flatten)]
+    pub store: StoreFlags,
+    /// Docker config.json to write (default $DOCKER_CONFIG/config.json or ~/.docker/config.json).
+    #[arg(long, value_name = "FILE")]
+    pub registry_config: Option<PathBuf>,
+    /// Also print the registry token (it is a password: keep it out of logs).
+    #[arg(long)]
+    pub print_password: bool,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = TableFormat::Table)]
+    pub output: TableFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct StoreListArgs {
+    #[command(flatten)]
+    pub store: StoreFlags,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = TableFormat::Table)]
+    pub output: TableFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct StoreSealArgs {
+    #[command(flatten)]
+    pub store: StoreFlags,
+    /// Seal even while a listed artifact is not in the store.
+    #[arg(long)]
+    pub force: bool,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = TableFormat::Table)]
+    pub output: TableFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct StorePushArgs {
+    #[command(flatten)]
+    pub store: StoreFlags,
+    /// Copy this image or artifact (HOST/REPO[:TAG][@DIGEST]) instead of pushing files.
+    #[arg(long, value_name = "REF", conflicts_with = "from_helm_repo")]
+    pub from: Option<String>,
+    /// Copy the chart NAME at VERSION from this Helm HTTP repository.
+    #[arg(long, value_name = "URL")]
+    pub from_helm_repo: Option<String>,
+    /// Talk plain HTTP to the --from registry.
+    #[arg(long)]
+    pub from_plain_http: bool,
+    /// Skip TLS verification of the --from registry or Helm repository.
+    #[arg(long)]
+    pub from_insecure: bool,
+    /// Docker config.json with the --from registry's credentials.
+    #[arg(long, value_name = "FILE")]
+    pub registry_config: Option<PathBuf>,
+    /// Blobs in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = TableFormat::Table)]
+    pub output: TableFormat,
+    /// The artifact, as the manifest lists it.
+    #[arg(value_name = "NAME:VERSION")]
+    pub artifact: String,
+    /// Files to push, each FILE or FILE:MEDIATYPE (not with --from / --from-helm-repo).
+    #[arg(value_name = "FILE[:MEDIATYPE]")]
+    pub files: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StorePullArgs {
+    #[command(flatten)]
+    pub store: StoreFlags,
+    /// Directory to write the files into (created if missing).
+    #[arg(long, short = 'o', value_name = "DIR", conflicts_with = "to")]
+    pub output: Option<PathBuf>,
+    /// Copy into this registry reference instead (HOST/REPO[:TAG]).
+    #[arg(long, value_name = "REF")]
+    pub to: Option<String>,
+    /// Talk plain HTTP to the --to registry.
+    #[arg(long)]
+    pub to_plain_http: bool,
+    /// Skip TLS verification of the --to registry.
+    #[arg(long)]
+    pub to_insecure: bool,
+    /// Docker config.json with the --to registry's credentials.
+    #[arg(long, value_name = "FILE")]
+    pub registry_config: Option<PathBuf>,
+    /// Replace files that already exist in DIR.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Output format of the result.
+    #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+    pub format: TableFormat,
+    /// The artifact, as the manifest lists it.
+    #[arg(value_name = "NAME:VERSION")]
+    pub artifact: String,
 }

@@ -6,6 +6,8 @@
 mod args;
 mod output;
 mod run_command;
+mod sign_in;
+mod store_command;
 mod transfer_file;
 
 use std::process::ExitCode;
@@ -48,6 +50,7 @@ pub fn main() -> ExitCode {
             Command::Pull(args) => run_pull(args).await,
             Command::Crds => print_crds(),
             Command::Transfer(args) => run_transfer(args).await,
+            Command::Store(args) => store_command::run_store(args).await,
         }
     });
     match result {

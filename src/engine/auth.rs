@@ -183,7 +183,7 @@ impl DockerConfigAuth {
     }
 }
 
-fn default_docker_config_path() -> Option<PathBuf> {
+pub fn default_docker_config_path() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("DOCKER_CONFIG") {
         return Some(PathBuf::from(dir).join("config.json"));
     }

@@ -266,6 +266,12 @@ impl Executor {
                             .await
                             .map_err(|e| store_refusal(e, &cred, &dst.reference, store))?
                     }
+                    Source::LocalFiles(files) => {
+                        let plan = plan_files(files, &[], None).await?;
+                        publish(plan, &dst, Some(&tag), &opts, progress, started)
+                            .await
+                            .map_err(|e| store_refusal(e, &cred, &dst.reference, store))?
+                    }
                     Source::Store(_) => return Err(both_stores()),
                 };
                 Ok(TransferOutcome {
@@ -282,6 +288,17 @@ impl Executor {
             }
             (_, Destination::Registry(_)) => Err(no_store()),
         }
+    }
+
+    /// The store's registry for `a` (checked against its manifest first, as a pull), with
+    /// the scoped credential it got: what `store pull -o DIR` reads files from.
+    pub async fn store_source(
+        &self,
+        a: &StoreSide,
+    ) -> Result<(Endpoint, AcrCredential, ManifestArtifact), TransferError> {
+        let listed = self.check_manifest(a, Direction::Pull).await?;
+        let (endpoint, cred) = self.store_endpoint(a).await?;
+        Ok((endpoint, cred, listed))
     }
 
     /// The digest the destination currently holds under `destination_ref` (the

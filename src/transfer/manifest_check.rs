@@ -159,7 +159,9 @@ pub fn check_source_fits(
             Source::Registry(_) | Source::HelmRepository(_) => {
                 matches!(t, "OCIArtifact" | "ImageFile" | "Unknown")
             }
-            Source::File(_) => matches!(t, "ArmTemplate" | "OCIArtifact" | "Unknown"),
+            Source::File(_) | Source::LocalFiles(_) => {
+                matches!(t, "ArmTemplate" | "OCIArtifact" | "Unknown")
+            }
             Source::Store(_) => true,
         };
     if !fits {

@@ -87,6 +87,8 @@ pub enum Source {
     HelmRepository(HelmSource),
     /// In-memory file content.
     File(FileSource),
+    /// Files on disk, one layer each (`oras push`-style; the CLI's `store push`).
+    LocalFiles(Vec<crate::engine::files::FileSpec>),
     /// An artifact in the store (pull).
     Store(Box<StoreSide>),
 }

@@ -480,7 +480,7 @@ pub fn resolve(
 }
 
 /// The AOSM client's cloud (which knows each cloud's endpoints) for the spec's `cloud`.
-fn aosm_cloud(cloud: AzureCloud) -> Cloud {
+pub fn aosm_cloud(cloud: AzureCloud) -> Cloud {
     match cloud {
         AzureCloud::AzurePublic => Cloud::AzurePublic,
         AzureCloud::AzureUsGovernment => Cloud::AzureUSGovernment,
