@@ -7,7 +7,7 @@ SHELL := bash
 # installed and cached by scripts/tools.sh, which prints their bin directory last.
 TOOLS := bash scripts/tools.sh
 
-.PHONY: help test test-unit build demo demo-copy bench fmt lint tools transfer-example crds crdcheck image bench-controller
+.PHONY: help test test-unit build demo demo-copy bench fmt lint tools transfer-example store-example crds crdcheck image bench-controller
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ demo: ## the operator end to end: local kube-apiserver, registries, Helm repo, A
 
 demo-copy: ## the copy engine alone: two registries + a Helm repo, an image index and a chart copied with the CLI
 	bash scripts/demo-copy.sh
+
+store-example: ## the manual routine as store login/push/list/pull/seal against the local AOSM emulator
+	bash scripts/store-example.sh
 
 transfer-example: ## transfer -f against the local AOSM emulator (image + ARM template into a store)
 	bash scripts/transfer-example.sh
