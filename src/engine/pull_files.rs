@@ -170,6 +170,16 @@ pub fn safe_title(title: &str) -> std::result::Result<PathBuf, String> {
     if path.is_absolute() {
         return Err("is an absolute path".into());
     }
+    // Checked on the text too: `Path::components` drops an inner `.` and empty segments.
+    if title
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Err("has a `.` or `..` component: it could leave the output directory".into());
+    }
+    if title.split('/').any(str::is_empty) {
+        return Err("has an empty path segment".into());
+    }
     let mut out = PathBuf::new();
     for component in path.components() {
         match component {
@@ -329,6 +339,8 @@ mod tests {
         for bad in [
             "",
             "/etc/passwd",
+            "a//b",
+            "a/",
             "../x",
             "a/../../x",
             "./x",
