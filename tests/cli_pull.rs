@@ -183,3 +183,23 @@ fn hostile_titles_write_nothing_outside_the_directory() {
     // download.
     assert_eq!(files_below(&out_dir), ["link"]);
 }
+
+#[test]
+fn a_chart_pushed_by_helm_is_pulled_as_helm_pull_names_it() {
+    let env = TestEnv::new();
+    let reg = Registry::start();
+    let chart = fixtures::helm_package(&env, "contoso-chart", "1.2.3", "charts");
+    fixtures::helm_push(&env, &reg, &chart, "charts");
+    let out_dir = env.path("out");
+    env.ours()
+        .args(["pull", "--plain-http", "-o"])
+        .arg(&out_dir)
+        .arg(reg.reference("charts/contoso-chart:1.2.3"))
+        .ok();
+    assert_eq!(files_below(&out_dir), ["contoso-chart-1.2.3.tgz"]);
+    assert_eq!(
+        std::fs::read(out_dir.join("contoso-chart-1.2.3.tgz")).unwrap(),
+        std::fs::read(&chart.tgz).unwrap(),
+        "the archive helm packaged, byte for byte"
+    );
+}

@@ -1,5 +1,7 @@
 //! `oras pull`: an artifact's layers written as files in a directory, one file per layer
-//! named by its `org.opencontainers.image.title` annotation, byte-exact and digest-checked.
+//! named by its `org.opencontainers.image.title` annotation, byte-exact and digest-checked;
+//! a Helm chart's archive as `helm pull` writes it (`<name>-<version>.tgz`, from the chart's
+//! config).
 //!
 //! What a registry sends is hostile input: every title is checked before anything is
 //! written — not absolute, no `.` or `..` component, no NUL, at most
@@ -65,6 +67,8 @@ pub struct PullSummary {
 
 #[derive(Deserialize)]
 struct Layer {
+    #[serde(default, rename = "mediaType")]
+    media_type: String,
     digest: String,
     size: u64,
     #[serde(default)]
@@ -74,7 +78,42 @@ struct Layer {
 #[derive(Deserialize)]
 struct Layers {
     #[serde(default)]
+    config: Option<Layer>,
+    #[serde(default)]
     layers: Vec<Layer>,
+}
+
+/// Media type of a Helm chart's config (`helm push`).
+const HELM_CONFIG: &str = "application/vnd.cncf.helm.config.v1+json";
+/// Media type of a Helm chart's archive layer.
+const HELM_CHART: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
+/// Largest Helm chart config read (it holds Chart.yaml's fields).
+const MAX_HELM_CONFIG_BYTES: usize = 1024 * 1024;
+
+/// `<name>-<version>.tgz`, as `helm pull` names a chart, from the chart's config.
+async fn helm_archive_name(src: &Endpoint, config: &Layer) -> Result<String> {
+    #[derive(Deserialize)]
+    struct Chart {
+        name: String,
+        version: String,
+    }
+    let resp = src
+        .client
+        .get_blob(&src.reference.repository, &config.digest, 0, config.size)
+        .await?;
+    let bytes = crate::http::read_capped(resp, MAX_HELM_CONFIG_BYTES)
+        .await
+        .map_err(|e| EngineError::Protocol {
+            host: src.client.host().to_string(),
+            action: format!("GET chart config {}", config.digest),
+            reason: e.to_string(),
+        })?;
+    let chart: Chart = serde_json::from_slice(&bytes).map_err(|e| EngineError::Protocol {
+        host: src.client.host().to_string(),
+        action: format!("GET chart config {}", config.digest),
+        reason: format!("not a Helm chart config: {e}"),
+    })?;
+    Ok(format!("{}-{}.tgz", chart.name, chart.version))
 }
 
 /// Pulls the artifact `src` names into `dir` (created if missing).
@@ -111,12 +150,23 @@ pub async fn pull_files(
 
     // Every name checked, and every destination, before anything is written.
     std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir.display(), e))?;
+    // A Helm chart's archive has no title: it is written as `helm pull` names it.
+    let helm_name = match &parsed.config {
+        Some(config) if config.media_type == HELM_CONFIG => {
+            Some(helm_archive_name(src, config).await?)
+        }
+        _ => None,
+    };
     let mut planned: Vec<(PathBuf, &Layer)> = Vec::new();
     let mut skipped = 0;
     for (i, layer) in parsed.layers.iter().enumerate() {
-        let Some(title) = layer.annotations.get(TITLE_ANNOTATION) else {
-            skipped += 1;
-            continue;
+        let title = match (layer.annotations.get(TITLE_ANNOTATION), &helm_name) {
+            (Some(title), _) => title,
+            (None, Some(name)) if layer.media_type == HELM_CHART => name,
+            (None, _) => {
+                skipped += 1;
+                continue;
+            }
         };
         let relative = safe_title(title).map_err(|why| {
             protocol(format!(
