@@ -15,8 +15,8 @@ trust_emulator_ca!();
 
 const MANIFEST: &str = "cli-manifest";
 
-/// `store <sub> <flags…> <args…>` signed in as the emulator's service principal.
-fn store(env: &TestEnv, emu: &Emulator, sub: &str) -> Cmd {
+/// `store <sub>` with the store flags of the emulator's store, no sign-in yet.
+fn store_unsigned(env: &TestEnv, emu: &Emulator, sub: &str) -> Cmd {
     env.ours()
         .args(["store", sub])
         .args(["--subscription", SUB, "--resource-group", RG])
@@ -27,6 +27,11 @@ fn store(env: &TestEnv, emu: &Emulator, sub: &str) -> Cmd {
         .arg("--authority-host")
         .arg(emu.ep("authorityHost"))
         .env("SSL_CERT_FILE", emu.ca_file())
+}
+
+/// `store <sub> <flags…> <args…>` signed in as the emulator's service principal.
+fn store(env: &TestEnv, emu: &Emulator, sub: &str) -> Cmd {
+    store_unsigned(env, emu, sub)
         .env("AZURE_TENANT_ID", emu.ep("tenantId"))
         .env("AZURE_CLIENT_ID", emu.ep("clientId"))
         .env("AZURE_CLIENT_SECRET", emu.client_secret())
@@ -167,17 +172,7 @@ fn without_any_sign_in_the_error_says_what_was_tried_and_how_to_sign_in() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(&az, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = env
-        .ours()
-        .args(["store", "list"])
-        .args(["--subscription", SUB, "--resource-group", RG])
-        .args(["--publisher", PUBLISHER, "--artifact-store", STORE])
-        .args(["--manifest", MANIFEST])
-        .arg("--arm-endpoint")
-        .arg(emu.ep("armEndpoint"))
-        .arg("--authority-host")
-        .arg(emu.ep("authorityHost"))
-        .env("SSL_CERT_FILE", emu.ca_file())
+    let out = store_unsigned(&env, &emu, "list")
         .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
         .env_remove("AZURE_CLIENT_SECRET")
         .env_remove("AZURE_FEDERATED_TOKEN_FILE")

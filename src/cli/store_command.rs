@@ -162,6 +162,14 @@ fn aosm_failed(target: &Target, e: AosmError) -> EngineError {
     failed(target, TransferError::from(e))
 }
 
+/// Progress on stderr: bars on a terminal, lines otherwise, nothing with `-o json`.
+fn progress(format: TableFormat) -> Box<dyn engine::Progress> {
+    output::progress(match format {
+        TableFormat::Json => super::args::OutputFormat::Json,
+        TableFormat::Table => super::args::OutputFormat::Text,
+    })
+}
+
 /// `NAME:VERSION`.
 fn artifact_version(arg: &str) -> engine::Result<(String, String)> {
     match arg.rsplit_once(':') {
@@ -444,10 +452,7 @@ async fn push(a: StorePushArgs) -> engine::Result<()> {
         destination: Destination::Store(Box::new(side(&target, artifact, version))),
         platforms: Vec::new(),
     };
-    let progress = output::progress(match a.output {
-        TableFormat::Json => super::args::OutputFormat::Json,
-        TableFormat::Table => super::args::OutputFormat::Text,
-    });
+    let progress = progress(a.output);
     let outcome = target
         .executor
         .execute(&request, progress.as_ref())
@@ -474,10 +479,7 @@ async fn pull(a: StorePullArgs) -> engine::Result<()> {
     let target = target(&a.store, 4)?;
     let (artifact, version) = artifact_version(&a.artifact)?;
     let side = side(&target, artifact, version);
-    let progress = output::progress(match a.format {
-        TableFormat::Json => super::args::OutputFormat::Json,
-        TableFormat::Table => super::args::OutputFormat::Text,
-    });
+    let progress = progress(a.format);
     if let Some(reference) = &a.to {
         let config = DockerConfigAuth::load(a.registry_config.as_deref())?;
         let parsed = engine::ImageRef::parse(reference)?;
