@@ -81,6 +81,9 @@ pub enum Step<T, E> {
     /// It failed: tried again with backoff when the error is transient and the budget
     /// allows, else returned.
     Failed(E),
+    /// It failed in a step that already retried on its own (e.g. fetching a token): the
+    /// loop returns the error at once, so retries never nest.
+    Abort(E),
     /// The credential was refused and has been renewed: tried again at once, without
     /// counting the attempt, once per call; the attempt closure is told (its argument)
     /// when the renewal is spent, and a second `Renew` is treated as `Failed` with its
@@ -107,6 +110,7 @@ where
     loop {
         let err = match attempt(renewed).await {
             Step::Done(value) => return Ok(value),
+            Step::Abort(err) => return Err(err),
             Step::Renew(_) if !renewed => {
                 renewed = true;
                 tracing::debug!(what, "credential refused and renewed; trying again at once");
@@ -207,6 +211,23 @@ mod tests {
         })
         .await;
         assert_eq!(r.ok(), Some(2));
+    }
+
+    #[tokio::test]
+    async fn an_abort_is_returned_at_once_even_when_transient() {
+        let calls = AtomicU32::new(0);
+        let r: Result<(), E> = with_retry(&quick(), 4, "t", |_| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async {
+                Step::Abort(E {
+                    transient: true,
+                    after: None,
+                })
+            }
+        })
+        .await;
+        assert!(r.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -217,15 +217,16 @@ impl RegistryClient {
         with_retry(&self.retry, max_attempts, action, |renewed| {
             let build = &build;
             async move {
+                // Authorizing fetches tokens with retries of its own: not retried again here.
                 let req = match self.authorize(build(&self.http), scope, action).await {
                     Ok(req) => req,
-                    Err(e) => return Step::Failed(e),
+                    Err(e) => return Step::Abort(e),
                 };
                 match req.send().await {
                     Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
                         let bearer = match self.challenge().await {
                             Ok(c) => !matches!(c, Challenge::Basic),
-                            Err(e) => return Step::Failed(e),
+                            Err(e) => return Step::Abort(e),
                         };
                         if !renewed && bearer {
                             // Token expired or lacks scope: a fresh one, right away.

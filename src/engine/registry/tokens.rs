@@ -8,42 +8,46 @@ impl RegistryClient {
         self.challenge
             .get_or_try_init(|| async {
                 let url = self.url("/v2/");
-                let mut attempt = 0;
-                loop {
-                    attempt += 1;
-                    let result = self.http.get(&url).send().await;
-                    let err = match result {
-                        Ok(resp) => match resp.status() {
-                            s if s.is_success() => return Ok(Challenge::None),
-                            StatusCode::UNAUTHORIZED => {
-                                let protocol = |reason: String| EngineError::Protocol {
-                                    host: self.host.clone(),
-                                    action: "GET /v2/".into(),
-                                    reason,
-                                };
-                                let header = bounded_header(resp.headers(), "WWW-Authenticate")
-                                    .map_err(protocol)?
-                                    .unwrap_or_default();
-                                let challenge = Challenge::parse(&header).ok_or_else(|| {
-                                    protocol("401 without a usable WWW-Authenticate header".into())
-                                })?;
-                                if let Challenge::Bearer { realm, .. } = &challenge {
-                                    check_realm(realm, self.origin.scheme() == "https")
-                                        .map_err(protocol)?;
-                                }
-                                return Ok(challenge);
-                            }
-                            _ => status_error(&self.host, "GET /v2/", resp).await,
-                        },
-                        Err(e) => transport_error(&self.host, &e),
-                    };
-                    if !err.is_transient() || attempt >= self.retry.max_attempts {
-                        return Err(err);
-                    }
-                    tokio::time::sleep(self.retry.delay(attempt, err.retry_after())).await;
-                }
+                with_retry(
+                    &self.retry,
+                    self.retry.max_attempts,
+                    "GET /v2/",
+                    |_| async {
+                        let resp = match self.http.get(&url).send().await {
+                            Ok(resp) => resp,
+                            Err(e) => return Step::Failed(transport_error(&self.host, &e)),
+                        };
+                        match resp.status() {
+                            s if s.is_success() => Step::Done(Challenge::None),
+                            StatusCode::UNAUTHORIZED => match self.read_challenge(&resp) {
+                                Ok(challenge) => Step::Done(challenge),
+                                Err(e) => Step::Abort(e),
+                            },
+                            _ => Step::Failed(status_error(&self.host, "GET /v2/", resp).await),
+                        }
+                    },
+                )
+                .await
             })
             .await
+    }
+
+    /// The challenge of a 401 answer to `/v2/`; a bearer realm must pass [`check_realm`].
+    fn read_challenge(&self, resp: &Response) -> Result<Challenge> {
+        let protocol = |reason: String| EngineError::Protocol {
+            host: self.host.clone(),
+            action: "GET /v2/".into(),
+            reason,
+        };
+        let header = bounded_header(resp.headers(), "WWW-Authenticate")
+            .map_err(protocol)?
+            .unwrap_or_default();
+        let challenge = Challenge::parse(&header)
+            .ok_or_else(|| protocol("401 without a usable WWW-Authenticate header".into()))?;
+        if let Challenge::Bearer { realm, .. } = &challenge {
+            check_realm(realm, self.origin.scheme() == "https").map_err(protocol)?;
+        }
+        Ok(challenge)
     }
 
     /// A bearer token for `scope`, from the cache or the token endpoint. The realm was
