@@ -6,70 +6,17 @@
 
 #[path = "inproc/fake_registry.rs"]
 mod fake_registry;
+#[path = "inproc/images.rs"]
+mod images;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use aosm_artifact_operator::engine::retry::RetryPolicy;
 use aosm_artifact_operator::engine::{
-    self, Endpoint, EngineError, ImageRef, NoProgress, RegistryClient, RegistryOptions,
-    TransferOptions, TransferSummary,
+    self, EngineError, NoProgress, TransferOptions, TransferSummary,
 };
 use axum::http::Method;
-use fake_registry::{FakeRegistry, Fault, Rule, sha256};
-
-const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-/// A source image: a config and `layers` (their bytes), pushed to `reg` as `repo:tag`.
-struct Image {
-    digest: String,
-    blobs: Vec<(String, Vec<u8>)>,
-}
-
-fn bytes(n: usize, seed: u8) -> Vec<u8> {
-    (0..n)
-        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[0] ^ seed)
-        .collect()
-}
-
-fn image(reg: &FakeRegistry, repo: &str, tag: &str, layers: &[usize]) -> Image {
-    let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
-    let mut blobs = vec![(reg.put_blob(repo, &config), config)];
-    for (i, size) in layers.iter().enumerate() {
-        let data = bytes(*size, i as u8 + 1);
-        blobs.push((reg.put_blob(repo, &data), data));
-    }
-    let descriptor = |(d, b): &(String, Vec<u8>), media: &str| serde_json::json!({"mediaType": media, "digest": d, "size": b.len()});
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": MANIFEST,
-        "config": descriptor(&blobs[0], "application/vnd.oci.image.config.v1+json"),
-        "layers": blobs[1..].iter().map(|b| descriptor(b, "application/vnd.oci.image.layer.v1.tar+gzip")).collect::<Vec<_>>(),
-    });
-    let raw = serde_json::to_vec(&manifest).expect("JSON");
-    let digest = reg.put_manifest(repo, tag, MANIFEST, &raw);
-    Image { digest, blobs }
-}
-
-fn quick_retry() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 4,
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_secs(2),
-    }
-}
-
-fn endpoint(reg: &FakeRegistry, reference: &str) -> Endpoint {
-    let options = RegistryOptions {
-        plain_http: true,
-        retry: quick_retry(),
-        ..Default::default()
-    };
-    Endpoint {
-        client: Arc::new(RegistryClient::new(&reg.host, &options).expect("a client")),
-        reference: ImageRef::parse(&format!("{}/{reference}", reg.host)).expect("a reference"),
-    }
-}
+use fake_registry::{FakeRegistry, Fault, Rule};
+use images::{assert_copied, endpoint, image};
 
 async fn copy_with(
     src: &FakeRegistry,
@@ -89,18 +36,6 @@ async fn copy_with(
         &NoProgress,
     )
     .await
-}
-
-fn assert_copied(dst: &FakeRegistry, repo: &str, tag: &str, image: &Image) {
-    for (digest, data) in &image.blobs {
-        let stored = dst
-            .blob(repo, digest)
-            .unwrap_or_else(|| panic!("{digest} missing"));
-        assert_eq!(sha256(&stored), *digest);
-        assert_eq!(&stored[..], &data[..]);
-    }
-    let manifest = dst.manifest(repo, tag).expect("the tag");
-    assert_eq!(sha256(&manifest), image.digest);
 }
 
 #[tokio::test]

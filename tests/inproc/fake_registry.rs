@@ -1,32 +1,56 @@
 //! An in-process fake of the OCI distribution API (plain http on a free loopback port),
 //! for the edge cases real registries cannot be made to show on demand: faults on the Nth
-//! request of a kind, a body-size limit (ACR's 413), tokens revoked mid-transfer. It keeps
-//! blobs and manifests in memory, verifies every digest itself, and records every request
-//! (method, path, `Content-Range`, whether `Authorization` was sent, when).
+//! request of a kind (a status with `Retry-After`, a connection dropped before the answer
+//! or in the middle of a request body, a response body cut short), a body-size limit
+//! (ACR's 413), tokens revoked and credentials rotated mid-transfer. It keeps blobs and
+//! manifests in memory, verifies every digest itself, and records every request (method,
+//! path, `Content-Range`, `Range`, the `Authorization` sent, when it arrived, the status).
 //!
-//! Small on purpose: blobs (HEAD, GET, monolithic and chunked uploads with status and
-//! cancel, cross-repository mount), manifests (HEAD, GET, PUT), `/v2/` and an optional
-//! bearer-token realm at `/token`.
+//! Small on purpose: blobs (HEAD, GET with `Range`, monolithic and chunked uploads with
+//! `Content-Range` checked against the session's size, status and cancel,
+//! cross-repository mount), manifests (HEAD, GET, PUT, refused while they reference
+//! content the repository lacks), `/v2/`, and optional bearer tokens: a `/token` realm on
+//! the registry's own origin (anonymous) or a token server on another origin that wants
+//! basic credentials; tokens carry the scopes asked for and are checked per repository
+//! and action. Served with hyper directly, one task per connection, so a fault can drop a
+//! connection the way a network does.
+// Each test binary uses a part of this module.
+#![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use base64::Engine as _;
+use futures_util::StreamExt as _;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
 use sha2::{Digest as _, Sha256};
+use tokio::sync::Notify;
 
 /// `sha256:<hex>` of `bytes`.
 pub fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
+/// Which listener a request reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Server {
+    /// The registry itself.
+    Registry,
+    /// The token server on its own origin ([`FakeRegistry::with_token_server`]).
+    TokenServer,
+}
+
 /// One request as the registry saw it.
 #[derive(Clone, Debug)]
 pub struct Request {
+    /// Which listener it reached.
+    pub server: Server,
     /// HTTP method.
     pub method: Method,
     /// Path (no query).
@@ -35,14 +59,28 @@ pub struct Request {
     pub query: String,
     /// `Content-Range` start, for PATCHes.
     pub range_start: Option<u64>,
-    /// Body length.
+    /// The `Range` header (blob GETs).
+    pub range: Option<String>,
+    /// Body bytes received (up to the failure, for a request cut by a fault).
     pub body_len: usize,
     /// Whether an `Authorization` header came with it.
     pub authorized: bool,
-    /// The status answered.
+    /// The `Authorization` header itself.
+    pub authorization: Option<String>,
+    /// The status answered; 0 when the connection was dropped without an answer (by a
+    /// fault, or because the client's body broke off).
     pub status: u16,
-    /// When it arrived.
+    /// When it arrived (before its body was read).
     pub at: Instant,
+}
+
+impl Request {
+    /// `Bearer` or `Basic`, the scheme of its `Authorization`.
+    pub fn auth_scheme(&self) -> Option<&str> {
+        self.authorization
+            .as_deref()
+            .and_then(|a| a.split_whitespace().next())
+    }
 }
 
 /// What a fault does to the request it hits.
@@ -52,6 +90,18 @@ pub enum Fault {
     Status(u16, Option<u64>),
     /// Revoke every token issued so far, then answer 401 with the bearer challenge.
     RevokeTokens,
+    /// Revoke every token and change the password the token server wants to this one
+    /// (a credential rotated mid-transfer), then answer 401 with the bearer challenge.
+    RotatePassword(&'static str),
+    /// Close the connection without an answer, before reading the body.
+    Drop,
+    /// Read this many bytes of the request body (at least), then close the connection
+    /// without an answer; nothing of the request is stored (a chunk lost in transit),
+    /// unless [`FakeRegistry::with_partial_chunks`].
+    DropAfterBody(usize),
+    /// Answer as usual, but close the connection after this many bytes of the response
+    /// body (its `Content-Length` announces all of it).
+    CutBody(usize),
 }
 
 /// A fault on the `nth` (1-based) request whose method is `method` and whose path
@@ -68,55 +118,102 @@ pub struct Rule {
     pub fault: Fault,
 }
 
+/// A token the fake issued.
+struct Token {
+    value: String,
+    valid: bool,
+    /// `repository:NAME:ACTIONS` entries granted (everything asked for).
+    scopes: Vec<String>,
+}
+
 #[derive(Default)]
 struct Inner {
     blobs: HashMap<String, Bytes>,
     /// (repository, digest) pairs: which repositories hold which blob.
-    links: std::collections::HashSet<(String, String)>,
+    links: HashSet<(String, String)>,
+    /// (repository, tag or digest) → (media type, bytes).
     manifests: HashMap<(String, String), (String, Bytes)>,
     uploads: HashMap<String, (String, Vec<u8>)>,
     next_upload: u64,
     requests: Vec<Request>,
-    rules: Vec<Rule>,
+    /// Rules and whether each fires on every match (else on its `nth`).
+    rules: Vec<(Rule, bool)>,
     matched: BTreeMap<usize, usize>,
     max_body: Option<usize>,
     auth: bool,
-    tokens: Vec<(String, bool)>,
+    /// `http://HOST:PORT/token` of a token server on another origin.
+    realm: Option<String>,
+    /// Basic credentials the token server wants (none: anonymous tokens).
+    token_credentials: Option<(String, String)>,
+    tokens: Vec<Token>,
+    /// Blob GETs answered 307 to this `host:port` (a storage origin).
+    blob_redirect: Option<String>,
+    /// Whether a PATCH broken by [`Fault::DropAfterBody`] keeps what arrived.
+    partial_chunks: bool,
 }
 
-/// A running fake registry; stopped when dropped.
+/// A running fake registry; stopped (with its open connections) when dropped.
 pub struct FakeRegistry {
     inner: Arc<Mutex<Inner>>,
     /// `127.0.0.1:port`.
     pub host: String,
-    server: tokio::task::JoinHandle<()>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for FakeRegistry {
     fn drop(&mut self) {
-        self.server.abort();
+        for server in &self.servers {
+            server.abort();
+        }
     }
+}
+
+/// Binds a free loopback port and serves `server` on it: one task per connection, all
+/// dropped with the returned task. Each request carries its connection's [`Notify`],
+/// which a fault fires to drop the connection.
+async fn serve(inner: Arc<Mutex<Inner>>, server: Server) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free loopback port");
+    let host = listener.local_addr().expect("an address").to_string();
+    let task = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let kill = Arc::new(Notify::new());
+            let service = {
+                let (inner, kill) = (inner.clone(), kill.clone());
+                hyper::service::service_fn(move |req| {
+                    let (inner, kill) = (inner.clone(), kill.clone());
+                    async move { Ok::<_, Infallible>(handle(inner, kill, server, req).await) }
+                })
+            };
+            connections.spawn(async move {
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                tokio::select! {
+                    _ = connection => {}
+                    _ = kill.notified() => {}
+                }
+            });
+            // Reap finished connections so the set does not grow.
+            while connections.try_join_next().is_some() {}
+        }
+    });
+    (host, task)
 }
 
 impl FakeRegistry {
     /// Starts one (anonymous, no limit, no fault).
     pub async fn start() -> Self {
         let inner: Arc<Mutex<Inner>> = Arc::default();
-        let app = Router::new()
-            .fallback(handle)
-            .layer(axum::extract::DefaultBodyLimit::disable())
-            .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a free loopback port");
-        let host = listener.local_addr().expect("an address").to_string();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (host, server) = serve(inner.clone(), Server::Registry).await;
         Self {
             inner,
             host,
-            server,
+            servers: vec![server],
         }
     }
 
@@ -124,9 +221,23 @@ impl FakeRegistry {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Requires bearer tokens from `/token` for everything under `/v2/`.
+    /// Requires bearer tokens for everything under `/v2/`, issued to anyone by `/token`
+    /// on the registry's own origin.
     pub fn with_token_auth(self) -> Self {
         self.lock().auth = true;
+        self
+    }
+
+    /// Requires bearer tokens for everything under `/v2/`, issued by a token server on
+    /// another origin (its own port) only against basic `username:password`.
+    pub async fn with_token_server(mut self, username: &str, password: &str) -> Self {
+        let (host, server) = serve(self.inner.clone(), Server::TokenServer).await;
+        self.servers.push(server);
+        let mut inner = self.lock();
+        inner.auth = true;
+        inner.realm = Some(format!("http://{host}/token"));
+        inner.token_credentials = Some((username.to_string(), password.to_string()));
+        drop(inner);
         self
     }
 
@@ -136,9 +247,34 @@ impl FakeRegistry {
         self
     }
 
-    /// Adds a fault.
+    /// Answers blob GETs with a 307 to the same path at `storage` (`host:port`, plain
+    /// http), as ACR redirects blob reads to its storage.
+    pub fn with_blob_redirect(self, storage: &str) -> Self {
+        self.lock().blob_redirect = Some(storage.to_string());
+        self
+    }
+
+    /// Keeps what arrived of a PATCH that [`Fault::DropAfterBody`] breaks, as
+    /// distribution does (by default a chunk is all or nothing).
+    pub fn with_partial_chunks(self) -> Self {
+        self.lock().partial_chunks = true;
+        self
+    }
+
+    /// Adds a fault on the rule's `nth` matching request.
     pub fn fault(&self, rule: Rule) {
-        self.lock().rules.push(rule);
+        self.lock().rules.push((rule, false));
+    }
+
+    /// Adds a fault on every request matching `method` and `path_part`.
+    pub fn fault_every(&self, method: Method, path_part: &'static str, fault: Fault) {
+        let rule = Rule {
+            method,
+            path_part,
+            nth: 0,
+            fault,
+        };
+        self.lock().rules.push((rule, true));
     }
 
     /// Stores a blob in `repo`; returns its digest.
@@ -152,7 +288,7 @@ impl FakeRegistry {
         digest
     }
 
-    /// Stores a manifest under `reference` in `repo`; returns its digest.
+    /// Stores a manifest under `reference` in `repo`, unchecked; returns its digest.
     pub fn put_manifest(
         &self,
         repo: &str,
@@ -184,13 +320,23 @@ impl FakeRegistry {
 
     /// The manifest under `reference` in `repo`.
     pub fn manifest(&self, repo: &str, reference: &str) -> Option<Bytes> {
+        self.manifest_with_type(repo, reference).map(|(_, b)| b)
+    }
+
+    /// The manifest under `reference` in `repo` and the media type it was stored with.
+    pub fn manifest_with_type(&self, repo: &str, reference: &str) -> Option<(String, Bytes)> {
         self.lock()
             .manifests
             .get(&(repo.to_string(), reference.to_string()))
-            .map(|(_, b)| b.clone())
+            .cloned()
     }
 
-    /// Every request so far.
+    /// Upload sessions still open.
+    pub fn open_uploads(&self) -> usize {
+        self.lock().uploads.len()
+    }
+
+    /// Every request so far (both listeners).
     pub fn requests(&self) -> Vec<Request> {
         self.lock().requests.clone()
     }
@@ -209,144 +355,366 @@ impl FakeRegistry {
     }
 }
 
-fn challenge(host: &str) -> HeaderValue {
-    HeaderValue::from_str(&format!(
-        "Bearer realm=\"http://{host}/token\",service=\"fake\""
-    ))
-    .expect("a header value")
-}
+type Body = BoxBody<Bytes, std::io::Error>;
+type Response = hyper::Response<Body>;
 
-async fn handle(
-    State(inner): State<Arc<Mutex<Inner>>>,
-    method: Method,
-    uri: Uri,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1")
-        .to_string();
-    let path = uri.path().to_string();
-    let query = query.unwrap_or_default();
-    let range_start = headers
-        .get(header::CONTENT_RANGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split('-').next())
-        .and_then(|v| v.trim().parse().ok());
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let range_from = headers
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("bytes="))
-        .and_then(|v| v.split('-').next())
-        .and_then(|v| v.parse::<usize>().ok());
-    let mut inner = inner.lock().unwrap_or_else(|p| p.into_inner());
-    let response = answer(
-        &mut inner,
-        &host,
-        &method,
-        &path,
-        &query,
-        authorization.as_deref(),
-        range_from,
-        body.clone(),
-    );
-    inner.requests.push(Request {
-        method,
-        path,
-        query,
-        range_start,
-        body_len: body.len(),
-        authorized: authorization.is_some(),
-        status: response.status().as_u16(),
-        at: Instant::now(),
-    });
-    response
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 fn status(code: StatusCode) -> Response {
-    code.into_response()
+    respond(code, &[], Bytes::new())
 }
 
-fn with_headers(
-    code: StatusCode,
-    headers: &[(header::HeaderName, String)],
-    body: Bytes,
-) -> Response {
-    let mut resp = (code, body).into_response();
+fn respond(code: StatusCode, headers: &[(&str, String)], body: Bytes) -> Response {
+    let mut resp = hyper::Response::new(full(body));
+    *resp.status_mut() = code;
     for (name, value) in headers {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            resp.headers_mut().insert(name.clone(), v);
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            resp.headers_mut().insert(name, value);
         }
     }
     resp
 }
 
+/// A distribution error answer.
+fn error(code: StatusCode, name: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "errors": [{ "code": name, "message": message }] });
+    respond(
+        code,
+        &[("content-type", "application/json".into())],
+        Bytes::from(body.to_string()),
+    )
+}
+
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Reads a request body whole; `Err` with the bytes received when the client broke off.
+async fn read_body(body: Incoming) -> Result<Bytes, usize> {
+    let mut body = body;
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Some(data) = frame.data_ref() {
+                    out.extend_from_slice(data);
+                }
+            }
+            Err(_) => return Err(out.len()),
+        }
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Reads at least `limit` bytes of a body (or all of it, if shorter).
+async fn read_some(body: Incoming, limit: usize) -> Vec<u8> {
+    let mut body = body;
+    let mut got = Vec::new();
+    while got.len() < limit {
+        match body.frame().await {
+            Some(Ok(frame)) => got.extend_from_slice(frame.data_ref().map_or(&[][..], |d| d)),
+            _ => break,
+        }
+    }
+    got
+}
+
+async fn handle(
+    inner: Arc<Mutex<Inner>>,
+    kill: Arc<Notify>,
+    server: Server,
+    req: hyper::Request<Incoming>,
+) -> Response {
+    let at = Instant::now();
+    let (parts, body) = req.into_parts();
+    let method = parts.method;
+    let path = parts.uri.path().to_string();
+    let query = parts.uri.query().unwrap_or_default().to_string();
+    let headers = parts.headers;
+    let host = header_text(&headers, header::HOST).unwrap_or_else(|| "127.0.0.1".into());
+    let authorization = header_text(&headers, header::AUTHORIZATION);
+    let range_start = header_text(&headers, header::CONTENT_RANGE)
+        .and_then(|v| v.split('-').next().and_then(|s| s.trim().parse().ok()));
+    let range = header_text(&headers, header::RANGE);
+    let content_type = header_text(&headers, header::CONTENT_TYPE);
+    let lock = || inner.lock().unwrap_or_else(|p| p.into_inner());
+    let record = |status: u16, body_len: usize| {
+        lock().requests.push(Request {
+            server,
+            method: method.clone(),
+            path: path.clone(),
+            query: query.clone(),
+            range_start,
+            range: range.clone(),
+            body_len,
+            authorized: authorization.is_some(),
+            authorization: authorization.clone(),
+            status,
+            at,
+        });
+    };
+
+    // Faults first: the Nth matching request (token requests included).
+    let fault = {
+        let mut inner = lock();
+        let mut hit = None;
+        for (i, (rule, every)) in inner.rules.clone().iter().enumerate() {
+            if rule.method == method && path.contains(rule.path_part) {
+                let n = inner.matched.entry(i).or_insert(0);
+                *n += 1;
+                if hit.is_none() && (*every || *n == rule.nth) {
+                    hit = Some(rule.fault.clone());
+                }
+            }
+        }
+        hit
+    };
+    let mut cut = None;
+    match fault {
+        Some(Fault::Drop) => {
+            record(0, 0);
+            kill.notify_one();
+            return std::future::pending().await;
+        }
+        Some(Fault::DropAfterBody(limit)) => {
+            let got = read_some(body, limit).await;
+            keep_partial_chunk(&mut lock(), &method, &path, range_start, &got);
+            record(0, got.len());
+            kill.notify_one();
+            return std::future::pending().await;
+        }
+        Some(Fault::CutBody(after)) => cut = Some(after),
+        _ => {}
+    }
+    // Every other answer comes after the whole body, so the client sees it.
+    let body = match read_body(body).await {
+        Ok(b) => b,
+        Err(got) => {
+            // The client broke off mid-body (its source failed): nothing is stored.
+            record(0, got);
+            return status(StatusCode::BAD_REQUEST);
+        }
+    };
+    let response = {
+        let mut inner = lock();
+        match fault {
+            Some(Fault::Status(code, after)) => {
+                let code = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
+                let mut resp = error(code, "FAULT", "injected");
+                if let Some(s) = after
+                    && let Ok(v) = HeaderValue::from_str(&s.to_string())
+                {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                resp
+            }
+            Some(Fault::RevokeTokens) => {
+                for t in inner.tokens.iter_mut() {
+                    t.valid = false;
+                }
+                unauthorized(&inner, &host, None)
+            }
+            Some(Fault::RotatePassword(new)) => {
+                for t in inner.tokens.iter_mut() {
+                    t.valid = false;
+                }
+                if let Some((_, password)) = inner.token_credentials.as_mut() {
+                    *password = new.to_string();
+                }
+                unauthorized(&inner, &host, None)
+            }
+            _ => answer(
+                &mut inner,
+                server,
+                &host,
+                &method,
+                &path,
+                &query,
+                authorization.as_deref(),
+                range.as_deref(),
+                range_start,
+                content_type.as_deref(),
+                body.clone(),
+            ),
+        }
+    };
+    record(response.status().as_u16(), body.len());
+    match cut {
+        Some(after) => cut_body(response, after).await,
+        None => response,
+    }
+}
+
+/// With [`FakeRegistry::with_partial_chunks`], appends what arrived of a broken upload
+/// PATCH to its session, as distribution does (it streams a PATCH into the upload file).
+fn keep_partial_chunk(
+    inner: &mut Inner,
+    method: &Method,
+    path: &str,
+    range_start: Option<u64>,
+    got: &[u8],
+) {
+    if !inner.partial_chunks || *method != Method::PATCH {
+        return;
+    }
+    let Some((_, id)) = path.split_once("/blobs/uploads/") else {
+        return;
+    };
+    if let Some((_, data)) = inner.uploads.get_mut(id.trim_end_matches('/'))
+        && range_start.is_none_or(|start| start == data.len() as u64)
+    {
+        data.extend_from_slice(got);
+    }
+}
+
+/// `response` with its body cut after `after` bytes (the connection then breaks).
+async fn cut_body(response: Response, after: usize) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    if let Ok(v) = HeaderValue::from_str(&bytes.len().to_string()) {
+        parts.headers.insert(header::CONTENT_LENGTH, v);
+    }
+    let head = bytes.slice(..after.min(bytes.len()));
+    // The head, then a few turns of Pending (on each, hyper flushes what it buffered to
+    // the socket, so the client gets the head), then the error that breaks the connection.
+    let head = futures_util::stream::iter([Ok(Frame::data(head))]);
+    let error = futures_util::stream::once(async {
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        Err(std::io::Error::other("body cut by a fault"))
+    });
+    let stream = StreamBody::new(head.chain(error));
+    hyper::Response::from_parts(parts, BodyExt::boxed(stream))
+}
+
+/// 401 with the bearer challenge (for `scope`, when a request lacked it).
+fn unauthorized(inner: &Inner, host: &str, scope: Option<&str>) -> Response {
+    let realm = inner
+        .realm
+        .clone()
+        .unwrap_or_else(|| format!("http://{host}/token"));
+    let mut challenge = format!("Bearer realm=\"{realm}\",service=\"fake\"");
+    if let Some(scope) = scope {
+        challenge.push_str(&format!(",scope=\"{scope}\""));
+    }
+    let mut resp = error(
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+        "authentication required",
+    );
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    resp
+}
+
+/// A query parameter's values, percent-decoded.
+fn params(query: &str, name: &str) -> Vec<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+        .collect()
+}
+
+/// Answers the token endpoint: a token for every scope asked for, if the credentials
+/// (when the server wants some) match.
+fn token(inner: &mut Inner, query: &str, authorization: Option<&str>) -> Response {
+    if let Some((username, password)) = &inner.token_credentials {
+        let given = authorization
+            .and_then(|a| a.strip_prefix("Basic "))
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .and_then(|b| String::from_utf8(b).ok());
+        if given.as_deref() != Some(&format!("{username}:{password}")) {
+            return error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "bad credentials");
+        }
+    }
+    let value = format!("token-{}", inner.tokens.len() + 1);
+    inner.tokens.push(Token {
+        value: value.clone(),
+        valid: true,
+        scopes: params(query, "scope"),
+    });
+    respond(
+        StatusCode::OK,
+        &[("content-type", "application/json".into())],
+        Bytes::from(serde_json::json!({ "token": value }).to_string()),
+    )
+}
+
+/// Whether the bearer token in `authorization` is valid and grants `action` on `repo`
+/// (any token will do when `repo` is `None`).
+fn granted(inner: &Inner, authorization: Option<&str>, repo: Option<&str>, action: &str) -> bool {
+    let Some(token) = authorization
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .and_then(|t| inner.tokens.iter().find(|k| k.value == t && k.valid))
+    else {
+        return false;
+    };
+    let Some(repo) = repo else {
+        return true;
+    };
+    token.scopes.iter().any(|scope| {
+        scope.strip_prefix("repository:").is_some_and(|rest| {
+            rest.rsplit_once(':').is_some_and(|(name, actions)| {
+                name == repo && actions.split(',').any(|a| a == action)
+            })
+        })
+    })
+}
+
+/// The repository a `/v2/` path names (before `/blobs/` or `/manifests/`).
+fn repository(rest: &str) -> Option<&str> {
+    ["/blobs/", "/manifests/"]
+        .iter()
+        .find_map(|sep| rest.split_once(sep).map(|(repo, _)| repo))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn answer(
     inner: &mut Inner,
+    server: Server,
     host: &str,
     method: &Method,
     path: &str,
     query: &str,
     authorization: Option<&str>,
-    range_from: Option<usize>,
+    range: Option<&str>,
+    range_start: Option<u64>,
+    content_type: Option<&str>,
     body: Bytes,
 ) -> Response {
-    if path == "/token" {
-        let token = format!("token-{}", inner.tokens.len() + 1);
-        inner.tokens.push((token.clone(), true));
-        return axum::Json(serde_json::json!({ "token": token })).into_response();
+    if path == "/token" && (server == Server::TokenServer || inner.realm.is_none()) {
+        return token(inner, query, authorization);
     }
-    // Faults first: the Nth matching request.
-    for (i, rule) in inner.rules.clone().iter().enumerate() {
-        if rule.method == *method && path.contains(rule.path_part) {
-            let n = inner.matched.entry(i).or_insert(0);
-            *n += 1;
-            if *n == rule.nth {
-                return match &rule.fault {
-                    Fault::Status(code, after) => {
-                        let code = StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_REQUEST);
-                        let mut h = Vec::new();
-                        if let Some(s) = after {
-                            h.push((header::RETRY_AFTER, s.to_string()));
-                        }
-                        with_headers(
-                            code,
-                            &h,
-                            Bytes::from_static(
-                                b"{\"errors\":[{\"code\":\"FAULT\",\"message\":\"injected\"}]}",
-                            ),
-                        )
-                    }
-                    Fault::RevokeTokens => {
-                        for t in inner.tokens.iter_mut() {
-                            t.1 = false;
-                        }
-                        let mut resp = status(StatusCode::UNAUTHORIZED);
-                        resp.headers_mut()
-                            .insert(header::WWW_AUTHENTICATE, challenge(host));
-                        resp
-                    }
-                };
-            }
-        }
+    if server == Server::TokenServer {
+        return status(StatusCode::NOT_FOUND);
     }
+    let rest = path.strip_prefix("/v2/");
     if inner.auth {
-        let valid = authorization
-            .and_then(|a| a.strip_prefix("Bearer "))
-            .is_some_and(|t| inner.tokens.iter().any(|(k, ok)| k == t && *ok));
-        if !valid {
-            let mut resp = status(StatusCode::UNAUTHORIZED);
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, challenge(host));
-            return resp;
+        let repo = rest.and_then(repository);
+        let action = if matches!(*method, Method::GET | Method::HEAD) {
+            "pull"
+        } else {
+            "push"
+        };
+        if !granted(inner, authorization, repo, action) {
+            let scope = repo.map(|r| format!("repository:{r}:{action}"));
+            return unauthorized(inner, host, scope.as_deref());
         }
     }
     if path == "/v2/" || path == "/v2" {
@@ -355,22 +723,21 @@ fn answer(
     if let Some(max) = inner.max_body
         && body.len() > max
     {
-        return status(StatusCode::PAYLOAD_TOO_LARGE);
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "SIZE_INVALID",
+            "body too large",
+        );
     }
-    let Some(rest) = path.strip_prefix("/v2/") else {
+    let Some(rest) = rest else {
         return status(StatusCode::NOT_FOUND);
     };
-    let param = |name: &str| {
-        query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-            .map(|v| {
-                v.replace("%3A", ":")
-                    .replace("%3a", ":")
-                    .replace("%2F", "/")
-            })
-    };
+    let param = |name: &str| params(query, name).into_iter().next();
     if let Some((repo, upload)) = rest.split_once("/blobs/uploads/") {
+        // A mount needs pull on the source repository too.
+        let from = param("from").filter(|from| {
+            !inner.auth || granted(inner, authorization, Some(from.as_str()), "pull")
+        });
         return uploads(
             inner,
             method,
@@ -378,97 +745,172 @@ fn answer(
             upload,
             param("digest"),
             param("mount"),
-            param("from"),
+            from,
+            range_start,
             body,
         );
     }
     if let Some((repo, digest)) = rest.split_once("/blobs/") {
-        let found = inner
-            .links
-            .contains(&(repo.to_string(), digest.to_string()))
-            .then(|| inner.blobs.get(digest).cloned())
-            .flatten();
-        return match (method, found) {
-            (&Method::HEAD, Some(b)) => with_headers(
-                StatusCode::OK,
-                &[
-                    (header::CONTENT_LENGTH, b.len().to_string()),
-                    (
-                        header::HeaderName::from_static("docker-content-digest"),
-                        digest.to_string(),
-                    ),
-                ],
-                Bytes::new(),
-            ),
-            (&Method::GET, Some(b)) => match range_from {
-                Some(from) if from < b.len() => with_headers(
-                    StatusCode::PARTIAL_CONTENT,
-                    &[(
-                        header::CONTENT_RANGE,
-                        format!("bytes {from}-{}/{}", b.len() - 1, b.len()),
-                    )],
-                    b.slice(from..),
-                ),
-                _ => with_headers(
-                    StatusCode::OK,
-                    &[(
-                        header::HeaderName::from_static("docker-content-digest"),
-                        digest.to_string(),
-                    )],
-                    b,
-                ),
-            },
-            _ => status(StatusCode::NOT_FOUND),
-        };
+        return blobs(inner, method, repo, digest, range);
     }
     if let Some((repo, reference)) = rest.split_once("/manifests/") {
-        let key = (repo.to_string(), reference.to_string());
-        return match *method {
-            Method::PUT => {
-                let digest = sha256(&body);
-                if reference.starts_with("sha256:") && reference != digest {
-                    return status(StatusCode::BAD_REQUEST);
-                }
-                let value = (
-                    "application/vnd.oci.image.manifest.v1+json".to_string(),
-                    body,
-                );
-                inner.manifests.insert(key, value.clone());
-                inner
-                    .manifests
-                    .insert((repo.to_string(), digest.clone()), value);
-                with_headers(
-                    StatusCode::CREATED,
-                    &[(
-                        header::HeaderName::from_static("docker-content-digest"),
-                        digest,
-                    )],
-                    Bytes::new(),
-                )
-            }
-            Method::HEAD | Method::GET => match inner.manifests.get(&key).cloned() {
-                Some((media_type, bytes)) => with_headers(
-                    StatusCode::OK,
-                    &[
-                        (header::CONTENT_TYPE, media_type),
-                        (
-                            header::HeaderName::from_static("docker-content-digest"),
-                            sha256(&bytes),
-                        ),
-                        (header::CONTENT_LENGTH, bytes.len().to_string()),
-                    ],
-                    if *method == Method::GET {
-                        bytes
-                    } else {
-                        Bytes::new()
-                    },
-                ),
-                None => status(StatusCode::NOT_FOUND),
-            },
-            _ => status(StatusCode::METHOD_NOT_ALLOWED),
-        };
+        return manifests(inner, method, repo, reference, content_type, body);
     }
     status(StatusCode::NOT_FOUND)
+}
+
+fn blobs(
+    inner: &Inner,
+    method: &Method,
+    repo: &str,
+    digest: &str,
+    range: Option<&str>,
+) -> Response {
+    let found = inner
+        .links
+        .contains(&(repo.to_string(), digest.to_string()))
+        .then(|| inner.blobs.get(digest).cloned())
+        .flatten();
+    let Some(b) = found else {
+        return error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", "blob unknown");
+    };
+    let digest_header = ("docker-content-digest", digest.to_string());
+    if *method == Method::HEAD {
+        return respond(
+            StatusCode::OK,
+            &[("content-length", b.len().to_string()), digest_header],
+            Bytes::new(),
+        );
+    }
+    if *method != Method::GET {
+        return status(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    if let Some(storage) = &inner.blob_redirect {
+        return respond(
+            StatusCode::TEMPORARY_REDIRECT,
+            &[(
+                "location",
+                format!("http://{storage}/v2/{repo}/blobs/{digest}?sig=fake"),
+            )],
+            Bytes::new(),
+        );
+    }
+    let from = range
+        .and_then(|v| v.strip_prefix("bytes="))
+        .and_then(|v| v.strip_suffix('-'))
+        .and_then(|v| v.parse::<usize>().ok());
+    match from {
+        Some(from) if from < b.len() => respond(
+            StatusCode::PARTIAL_CONTENT,
+            &[
+                (
+                    "content-range",
+                    format!("bytes {from}-{}/{}", b.len() - 1, b.len()),
+                ),
+                digest_header,
+            ],
+            b.slice(from..),
+        ),
+        Some(_) => status(StatusCode::RANGE_NOT_SATISFIABLE),
+        None => respond(StatusCode::OK, &[digest_header], b),
+    }
+}
+
+/// The digests a manifest references: (blobs, manifests). `None` when it is not JSON.
+fn references(bytes: &[u8]) -> Option<(Vec<String>, Vec<String>)> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let digests = |list: Option<&serde_json::Value>| -> Vec<String> {
+        list.and_then(|l| l.as_array())
+            .map(|l| {
+                l.iter()
+                    .filter_map(|d| d.get("digest")?.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut blobs = digests(value.get("layers"));
+    blobs.extend(digests(value.get("blobs")));
+    if let Some(config) = value
+        .get("config")
+        .and_then(|c| c.get("digest"))
+        .and_then(|d| d.as_str())
+    {
+        blobs.push(config.to_string());
+    }
+    Some((blobs, digests(value.get("manifests"))))
+}
+
+fn manifests(
+    inner: &mut Inner,
+    method: &Method,
+    repo: &str,
+    reference: &str,
+    content_type: Option<&str>,
+    body: Bytes,
+) -> Response {
+    let key = (repo.to_string(), reference.to_string());
+    match *method {
+        Method::PUT => {
+            let digest = sha256(&body);
+            if reference.starts_with("sha256:") && reference != digest {
+                return error(StatusCode::BAD_REQUEST, "DIGEST_INVALID", "digest mismatch");
+            }
+            let Some((blobs, children)) = references(&body) else {
+                return error(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", "not JSON");
+            };
+            // A registry tags only content it holds.
+            let missing = blobs
+                .iter()
+                .any(|d| !inner.links.contains(&(repo.to_string(), d.clone())))
+                || children
+                    .iter()
+                    .any(|d| !inner.manifests.contains_key(&(repo.to_string(), d.clone())));
+            if missing {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "MANIFEST_BLOB_UNKNOWN",
+                    "the manifest references content the repository lacks",
+                );
+            }
+            let media_type = content_type
+                .unwrap_or("application/vnd.oci.image.manifest.v1+json")
+                .to_string();
+            let value = (media_type, body);
+            inner.manifests.insert(key, value.clone());
+            inner
+                .manifests
+                .insert((repo.to_string(), digest.clone()), value);
+            respond(
+                StatusCode::CREATED,
+                &[
+                    ("location", format!("/v2/{repo}/manifests/{digest}")),
+                    ("docker-content-digest", digest),
+                ],
+                Bytes::new(),
+            )
+        }
+        Method::HEAD | Method::GET => match inner.manifests.get(&key).cloned() {
+            Some((media_type, bytes)) => respond(
+                StatusCode::OK,
+                &[
+                    ("content-type", media_type),
+                    ("docker-content-digest", sha256(&bytes)),
+                    ("content-length", bytes.len().to_string()),
+                ],
+                if *method == Method::GET {
+                    bytes
+                } else {
+                    Bytes::new()
+                },
+            ),
+            None => error(
+                StatusCode::NOT_FOUND,
+                "MANIFEST_UNKNOWN",
+                "manifest unknown",
+            ),
+        },
+        _ => status(StatusCode::METHOD_NOT_ALLOWED),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -480,27 +922,26 @@ fn uploads(
     digest: Option<String>,
     mount: Option<String>,
     from: Option<String>,
+    range_start: Option<u64>,
     body: Bytes,
 ) -> Response {
-    let location = |id: &str| format!("/v2/{repo}/blobs/uploads/{id}");
+    let location = |id: &str| format!("/v2/{repo}/blobs/uploads/{id}?_state={id}");
+    // As distribution words it: `0-0` for an empty session too.
     let range = |len: usize| format!("0-{}", len.saturating_sub(1));
     let finish = |inner: &mut Inner, bytes: Vec<u8>, digest: Option<String>| {
         let Some(digest) = digest else {
-            return status(StatusCode::BAD_REQUEST);
+            return error(StatusCode::BAD_REQUEST, "DIGEST_INVALID", "no digest");
         };
         if sha256(&bytes) != digest {
-            return status(StatusCode::BAD_REQUEST);
+            return error(StatusCode::BAD_REQUEST, "DIGEST_INVALID", "digest mismatch");
         }
         inner.blobs.insert(digest.clone(), Bytes::from(bytes));
         inner.links.insert((repo.to_string(), digest.clone()));
-        with_headers(
+        respond(
             StatusCode::CREATED,
             &[
-                (header::LOCATION, format!("/v2/{repo}/blobs/{digest}")),
-                (
-                    header::HeaderName::from_static("docker-content-digest"),
-                    digest,
-                ),
+                ("location", format!("/v2/{repo}/blobs/{digest}")),
+                ("docker-content-digest", digest),
             ],
             Bytes::new(),
         )
@@ -510,9 +951,12 @@ fn uploads(
             && inner.links.contains(&(f.clone(), m.clone()))
         {
             inner.links.insert((repo.to_string(), m.clone()));
-            return with_headers(
+            return respond(
                 StatusCode::CREATED,
-                &[(header::LOCATION, format!("/v2/{repo}/blobs/{m}"))],
+                &[
+                    ("location", format!("/v2/{repo}/blobs/{m}")),
+                    ("docker-content-digest", m.clone()),
+                ],
                 Bytes::new(),
             );
         }
@@ -524,31 +968,39 @@ fn uploads(
         inner
             .uploads
             .insert(id.clone(), (repo.to_string(), Vec::new()));
-        return with_headers(
+        return respond(
             StatusCode::ACCEPTED,
-            &[
-                (header::LOCATION, location(&id)),
-                (header::RANGE, "0-0".into()),
-            ],
+            &[("location", location(&id)), ("range", "0-0".into())],
             Bytes::new(),
         );
     }
     let id = upload.trim_end_matches('/').to_string();
     let Some((_, data)) = inner.uploads.get_mut(&id) else {
-        return status(StatusCode::NOT_FOUND);
+        return error(
+            StatusCode::NOT_FOUND,
+            "BLOB_UPLOAD_UNKNOWN",
+            "no such upload",
+        );
     };
+    let session = |len: usize| [("location", location(&id)), ("range", range(len))];
     match *method {
         Method::PATCH => {
+            // A chunk must continue where the session stands (distribution answers 416).
+            if range_start.is_some_and(|start| start != data.len() as u64) {
+                let len = data.len();
+                let mut resp = error(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "BLOB_UPLOAD_INVALID",
+                    "Content-Range does not continue the upload",
+                );
+                if let Ok(v) = HeaderValue::from_str(&range(len)) {
+                    resp.headers_mut().insert(header::RANGE, v);
+                }
+                return resp;
+            }
             data.extend_from_slice(&body);
             let len = data.len();
-            with_headers(
-                StatusCode::ACCEPTED,
-                &[
-                    (header::LOCATION, location(&id)),
-                    (header::RANGE, range(len)),
-                ],
-                Bytes::new(),
-            )
+            respond(StatusCode::ACCEPTED, &session(len), Bytes::new())
         }
         Method::PUT => {
             data.extend_from_slice(&body);
@@ -558,14 +1010,7 @@ fn uploads(
         }
         Method::GET => {
             let len = data.len();
-            with_headers(
-                StatusCode::NO_CONTENT,
-                &[
-                    (header::LOCATION, location(&id)),
-                    (header::RANGE, range(len)),
-                ],
-                Bytes::new(),
-            )
+            respond(StatusCode::NO_CONTENT, &session(len), Bytes::new())
         }
         Method::DELETE => {
             inner.uploads.remove(&id);
