@@ -85,20 +85,33 @@ impl RegistryClient {
             action: format!("token request for {}", self.host),
             reason,
         };
-        let mut attempt = 0;
-        let mut refreshed = false;
-        let token = loop {
-            attempt += 1;
-            let mut req = self.http.get(realm_url.clone()).query(&query);
-            if let Some((username, password)) = self.basic_pair(refreshed).await? {
-                req = req.basic_auth(username, Some(password.expose()));
-            }
-            let err = match req.send().await {
-                Ok(resp) if resp.status().is_success() => {
-                    match read_capped(resp, MAX_TOKEN_RESPONSE_BYTES).await {
-                        Ok(body) => break parse_token_answer(&body).map_err(protocol)?,
+        let action = format!("token request for {}", self.host);
+        let token = with_retry(&self.retry, self.retry.max_attempts, &action, |refreshed| {
+            let (realm_url, query, token_host, protocol) =
+                (&realm_url, &query, &token_host, &protocol);
+            async move {
+                let mut req = self.http.get(realm_url.clone()).query(query);
+                // The credential source retries on its own: not again here.
+                match self.basic_pair(refreshed).await {
+                    Ok(Some((username, password))) => {
+                        req = req.basic_auth(username, Some(password.expose()));
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Step::Abort(e),
+                }
+                let resp = match req.send().await {
+                    Ok(resp) => resp,
+                    Err(e) => return Step::Failed(transport_error(token_host, &e)),
+                };
+                let status = resp.status();
+                if status.is_success() {
+                    return match read_capped(resp, MAX_TOKEN_RESPONSE_BYTES).await {
+                        Ok(body) => match parse_token_answer(&body) {
+                            Ok(token) => Step::Done(token),
+                            Err(reason) => Step::Abort(protocol(reason)),
+                        },
                         Err(CappedReadError::TooLarge { .. }) => {
-                            return Err(EngineError::LimitExceeded {
+                            Step::Abort(EngineError::LimitExceeded {
                                 host: token_host.clone(),
                                 what: format!("the token answer for {}", self.host),
                                 problem: format!(
@@ -106,53 +119,41 @@ impl RegistryClient {
                                     human_bytes(MAX_TOKEN_RESPONSE_BYTES as u64)
                                 ),
                                 hint: TOKEN_TOO_LARGE_HINT.into(),
-                            });
+                            })
                         }
-                        Err(CappedReadError::Transport(e)) => EngineError::Connect {
+                        Err(CappedReadError::Transport(e)) => Step::Failed(EngineError::Connect {
                             host: token_host.clone(),
                             reason: format!(
                                 "reading the token answer: {}",
                                 describe_reqwest_error(&e)
                             ),
-                        },
-                    }
+                        }),
+                    };
                 }
-                Ok(resp)
-                    if resp.status() == StatusCode::UNAUTHORIZED
-                        || resp.status() == StatusCode::FORBIDDEN =>
-                {
-                    let status = resp.status();
-                    let reason = error_text(resp).await;
-                    if status == StatusCode::UNAUTHORIZED
-                        && !refreshed
-                        && matches!(self.credentials, Credentials::Dynamic(_))
-                    {
-                        // The credential expired or was revoked: ask its source for a new one.
-                        refreshed = true;
-                        attempt -= 1;
-                        continue;
-                    }
-                    return Err(if status == StatusCode::UNAUTHORIZED {
-                        EngineError::Unauthorized {
-                            registry: self.host.clone(),
-                            reason: format!("token endpoint refused the credentials ({reason})"),
-                        }
-                    } else {
-                        EngineError::Forbidden {
-                            registry: self.host.clone(),
-                            action: scope.key(),
-                            reason,
-                        }
+                if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
+                    return Step::Failed(status_error(token_host, "token request", resp).await);
+                }
+                let reason = error_text(resp).await;
+                if status == StatusCode::FORBIDDEN {
+                    return Step::Abort(EngineError::Forbidden {
+                        registry: self.host.clone(),
+                        action: scope.key(),
+                        reason,
                     });
                 }
-                Ok(resp) => status_error(&token_host, "token request", resp).await,
-                Err(e) => transport_error(&token_host, &e),
-            };
-            if !err.is_transient() || attempt >= self.retry.max_attempts {
-                return Err(err);
+                let refused = EngineError::Unauthorized {
+                    registry: self.host.clone(),
+                    reason: format!("token endpoint refused the credentials ({reason})"),
+                };
+                if !refreshed && matches!(self.credentials, Credentials::Dynamic(_)) {
+                    // The credential expired or was revoked: ask its source for a new one.
+                    Step::Renew(refused)
+                } else {
+                    Step::Abort(refused)
+                }
             }
-            tokio::time::sleep(self.retry.delay(attempt, err.retry_after())).await;
-        };
+        })
+        .await?;
         tokens.insert(key, token.clone());
         Ok(token)
     }
