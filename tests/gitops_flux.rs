@@ -459,6 +459,24 @@ fn replace_one(text: &str, from: &str, to: &str) -> String {
     text.replacen(from, to, 1)
 }
 
+/// The `dependsOn` Kustomization applied its ConfigMap only after [`PUBLISH`] was Ready
+/// (`publish_ready`), and became Ready for `revision` itself after that.
+fn assert_dependent_applied_after(g: &mut GitOps, revision: &str, publish_ready: &Seen) {
+    let cnf_ready = g.wait_kustomization(CNF, revision, "True");
+    let created = g
+        .timeline
+        .first("ConfigMap", CNF_OBJECT, |_| true)
+        .expect("the dependent Kustomization created its ConfigMap");
+    assert!(
+        created.rv > publish_ready.rv && created.rv < cnf_ready.rv,
+        "{CNF_OBJECT} created at rv {} must come after {PUBLISH} Ready (rv {}) and before {CNF} Ready (rv {})\n{}",
+        created.rv,
+        publish_ready.rv,
+        cnf_ready.rv,
+        g.diagnostics()
+    );
+}
+
 /// The Kustomization became Ready for `revision` only after every transfer and the store
 /// were Ready; returns its Ready version.
 fn assert_flux_waited_for_the_artifacts(
@@ -510,19 +528,7 @@ fn flux_waits_for_the_transfers_fails_fast_on_a_bad_revision_recovers_and_prunes
     }
 
     // The dependent Kustomization applied its objects only after that.
-    let cnf_ready = g.wait_kustomization(CNF, &rev1, "True");
-    let created = g
-        .timeline
-        .first("ConfigMap", CNF_OBJECT, |_| true)
-        .expect("the dependent Kustomization created its ConfigMap");
-    assert!(
-        created.rv > ready.rv && created.rv < cnf_ready.rv,
-        "{CNF_OBJECT} created at rv {} must come after {PUBLISH} Ready (rv {}) and before {CNF} Ready (rv {})\n{}",
-        created.rv,
-        ready.rv,
-        cnf_ready.rv,
-        g.diagnostics()
-    );
+    assert_dependent_applied_after(&mut g, &rev1, &ready);
 
     // A revision naming an artifact the manifest does not list: the transfer stalls and
     // Flux gives up early, naming the object (not after its 3m timeout).
@@ -640,16 +646,7 @@ fn flux_waits_for_an_operator_that_starts_after_the_objects_were_applied() {
 
     g.start_operator();
     let ready = assert_flux_waited_for_the_artifacts(&mut g, &rev1, &TRANSFERS);
-    let cnf_ready = g.wait_kustomization(CNF, &rev1, "True");
-    let created = g
-        .timeline
-        .first("ConfigMap", CNF_OBJECT, |_| true)
-        .expect("the dependent Kustomization created its ConfigMap");
-    assert!(
-        created.rv > ready.rv && created.rv < cnf_ready.rv,
-        "{}",
-        g.diagnostics()
-    );
+    assert_dependent_applied_after(&mut g, &rev1, &ready);
     // The order of events, for the record (the test log and docs/gitops.md).
     let mut names: Vec<&str> = TRANSFERS.to_vec();
     names.extend([STORE_OBJECT, PUBLISH, CNF, CNF_OBJECT]);

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use super::error::AosmError;
 use super::identity::{Identity, arm_token, first_line};
 use crate::engine::Secret;
-use crate::http::{CappedReadError, RetryPolicy, Step, parse_retry_after, read_capped, with_retry};
+use crate::http::{CappedReadError, RetryPolicy, Step, read_capped, with_retry};
 use crate::limits::{
     ARM_REQUEST_TIMEOUT, MAX_ARM_ERROR_CODE_CHARS as MAX_ERROR_CODE_CHARS,
     MAX_ARM_NAME_BYTES as MAX_NAME_BYTES, MAX_ARM_RESPONSE_BYTES, MAX_ARTIFACT_NAME_BYTES,
@@ -696,11 +696,7 @@ impl ArmClient {
         let started = std::time::Instant::now();
         let (kind, mut url) = self.operation_url(&answer.headers, None, action)?;
         loop {
-            let wait = answer
-                .headers
-                .get(header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after)
+            let wait = crate::http::retry_after_header(&answer.headers)
                 .unwrap_or(MIN_POLL_INTERVAL)
                 .clamp(MIN_POLL_INTERVAL, MAX_POLL_INTERVAL);
             if started.elapsed() + wait > deadline {

@@ -338,35 +338,15 @@ async fn run_pull(args: PullArgs) -> engine::Result<()> {
     let summary =
         engine::pull_files::pull_files(&src, &args.output, &opts, progress.as_ref()).await?;
     match args.format {
-        OutputFormat::Json => match serde_json::to_string(&summary) {
-            Ok(json) => println!("{json}"),
-            Err(e) => eprintln!("error: cannot encode the summary: {e}"),
-        },
-        OutputFormat::Text => {
-            println!("{}", summary.reference);
-            println!("  digest:     {}", summary.digest);
-            for f in &summary.files {
-                println!(
-                    "  {} ({} bytes, {})",
-                    args.output.join(&f.path).display(),
-                    f.size,
-                    f.digest
-                );
-            }
-            if summary.skipped > 0 {
-                println!("  skipped:    {} layers without a title", summary.skipped);
-            }
-        }
+        OutputFormat::Json => output::print_json(&summary),
+        OutputFormat::Text => output::print_pulled(&summary, &args.output),
     }
     Ok(())
 }
 
 fn finish(format: OutputFormat, summary: &TransferSummary) {
     match format {
-        OutputFormat::Json => match serde_json::to_string(summary) {
-            Ok(json) => println!("{json}"),
-            Err(e) => eprintln!("error: cannot encode the summary: {e}"),
-        },
+        OutputFormat::Json => output::print_json(summary),
         OutputFormat::Text => output::print_summary(summary),
     }
 }

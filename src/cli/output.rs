@@ -5,6 +5,7 @@ use std::io::IsTerminal as _;
 
 use aosm_artifact_operator::engine::blob::BlobOutcome;
 use aosm_artifact_operator::engine::media::Descriptor;
+use aosm_artifact_operator::engine::pull_files::PullSummary;
 use aosm_artifact_operator::engine::{Progress, TransferSummary};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
@@ -107,4 +108,29 @@ pub fn print_summary(s: &TransferSummary) {
         HumanBytes(s.bytes_total),
         s.seconds
     );
+}
+
+/// Prints `value` as one JSON line on stdout (or says on stderr that it cannot).
+pub fn print_json(value: &impl serde::Serialize) {
+    match serde_json::to_string(value) {
+        Ok(json) => println!("{json}"),
+        Err(e) => eprintln!("error: cannot encode the summary: {e}"),
+    }
+}
+
+/// Prints what `pull` wrote into `dir`.
+pub fn print_pulled(summary: &PullSummary, dir: &std::path::Path) {
+    println!("{}", summary.reference);
+    println!("  digest:     {}", summary.digest);
+    for f in &summary.files {
+        println!(
+            "  {} ({} bytes, {})",
+            dir.join(&f.path).display(),
+            f.size,
+            f.digest
+        );
+    }
+    if summary.skipped > 0 {
+        println!("  skipped:    {} layers without a title", summary.skipped);
+    }
 }

@@ -459,7 +459,7 @@ async fn push(a: StorePushArgs) -> engine::Result<()> {
         .await
         .map_err(|e| failed(&target, e))?;
     match a.output {
-        TableFormat::Json => println!("{}", serde_json::to_string(&outcome).unwrap_or_default()),
+        TableFormat::Json => output::print_json(&outcome),
         TableFormat::Table => {
             println!("{}", outcome.destination_ref);
             println!("  digest:     {}", outcome.digest);
@@ -500,9 +500,7 @@ async fn pull(a: StorePullArgs) -> engine::Result<()> {
             .await
             .map_err(|e| failed(&target, e))?;
         match a.format {
-            TableFormat::Json => {
-                println!("{}", serde_json::to_string(&outcome).unwrap_or_default())
-            }
+            TableFormat::Json => output::print_json(&outcome),
             TableFormat::Table => println!(
                 "{}\n  digest:     {}",
                 outcome.destination_ref, outcome.digest
@@ -521,14 +519,8 @@ async fn pull(a: StorePullArgs) -> engine::Result<()> {
     };
     let summary = engine::pull_files::pull_files(&endpoint, &dir, &opts, progress.as_ref()).await?;
     match a.format {
-        TableFormat::Json => println!("{}", serde_json::to_string(&summary).unwrap_or_default()),
-        TableFormat::Table => {
-            println!("{}", summary.reference);
-            println!("  digest:     {}", summary.digest);
-            for f in &summary.files {
-                println!("  {} ({} bytes)", dir.join(&f.path).display(), f.size);
-            }
-        }
+        TableFormat::Json => output::print_json(&summary),
+        TableFormat::Table => output::print_pulled(&summary, &dir),
     }
     Ok(())
 }

@@ -19,12 +19,12 @@ use std::path::{Component, Path, PathBuf};
 use futures_util::StreamExt as _;
 use serde::Deserialize;
 
+use super::blob::BlobSource;
 use super::copy::Endpoint;
 use super::digest::{Hasher, quote_untrusted};
 use super::error::{EngineError, Result};
 use super::media::{is_index, links};
 use super::progress::Progress;
-use super::registry::describe_reqwest_error;
 
 /// The annotation naming a layer's file.
 pub const TITLE_ANNOTATION: &str = "org.opencontainers.image.title";
@@ -328,21 +328,15 @@ async fn download(
         .map_err(|e| EngineError::io(parent.display(), e))?;
     let mut hasher = Hasher::for_digest(&layer.digest)
         .map_err(|e| EngineError::InvalidInput(format!("layer {}: {e}", layer.digest)))?;
-    let resp = src
-        .client
-        .get_blob(&src.reference.repository, &layer.digest, 0, layer.size)
-        .await?;
     let host = src.client.host().to_string();
-    let mut stream = resp.bytes_stream();
+    let source = BlobSource::Registry {
+        client: src.client.clone(),
+        repository: src.reference.repository.clone(),
+    };
+    let mut stream = source.open(&layer.digest, 0, layer.size).await?;
     let mut written = 0u64;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| EngineError::Connect {
-            host: host.clone(),
-            reason: format!(
-                "connection lost while reading blob: {}",
-                describe_reqwest_error(&e)
-            ),
-        })?;
+        let chunk = chunk?;
         written += chunk.len() as u64;
         if written > layer.size {
             return Err(EngineError::Protocol {
