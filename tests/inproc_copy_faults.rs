@@ -135,6 +135,56 @@ async fn a_connection_dropped_mid_chunk_resumes_from_the_offset_the_registry_rep
     );
 }
 
+/// A body larger than the default chunk whose connection breaks (as a server capping
+/// bodies does when it answers 413 and closes before reading the rest): the upload goes
+/// on in default-size chunks from where the registry stands, and never asks for the
+/// large body again.
+#[tokio::test]
+async fn a_large_body_broken_off_continues_in_default_chunks() {
+    const MIB: usize = 1024 * KIB;
+    let src = FakeRegistry::start().await;
+    let dst = FakeRegistry::start().await;
+    let image = image(&src, "cnf/big", "1", &[20 * MIB]);
+    dst.fault(Rule {
+        method: Method::PUT,
+        path_part: "/blobs/uploads/",
+        // The config's monolithic PUT is the first; the layer's single PUT the second.
+        nth: 2,
+        fault: Fault::DropAfterBody(MIB),
+    });
+    let summary = copy(
+        &endpoint(&src, "cnf/big:1"),
+        &endpoint(&dst, "cnf/big:1"),
+        Some(64 * MIB as u64),
+    )
+    .await
+    .expect("the upload goes on in smaller chunks");
+    assert_eq!(summary.digest, image.digest);
+    assert_copied(&dst, "cnf/big", "1", &image);
+
+    let uploads: Vec<(Method, usize, u16)> = dst
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/blobs/uploads/") && r.method != Method::POST)
+        .filter(|r| r.method != Method::GET && (r.status == 0 || r.body_len > 64 * KIB))
+        .map(|r| (r.method, r.body_len, r.status))
+        .collect();
+    let default = 16 * MIB;
+    let layer = 20 * MIB;
+    assert_eq!(uploads[0].2, 0, "the first body broke off: {uploads:?}");
+    assert!(
+        uploads[1..]
+            .iter()
+            .all(|(_, len, status)| *len <= default && *status < 300),
+        "{uploads:?}"
+    );
+    assert_eq!(
+        uploads[1..].iter().map(|(_, len, _)| len).sum::<usize>(),
+        layer,
+        "{uploads:?}"
+    );
+}
+
 /// A registry that keeps what arrived of a broken chunk (docker distribution does)
 /// reports an offset past the chunk's start. Whatever the engine makes of it (today it
 /// abandons the session and starts the blob again), the blob arrives byte-exact, and no

@@ -368,16 +368,22 @@ pub async fn upload(u: Upload<'_>) -> Result<BlobOutcome> {
                             reason: "registry accepted a chunk before its body was sent".into(),
                         },
                     };
-                    failures += 1;
                     if let EngineError::Refused { status: 413, .. } = err
                         && chunk_size > DEFAULT_CHUNK_SIZE
-                        && failures < policy.max_attempts
                     {
                         // The registry caps request bodies: continue in chunks it accepts.
+                        // Not a failure, and it happens once: the chunk size only shrinks.
                         tracing::debug!(blob = %u.blob.digest, "413: switching to chunked upload");
                         chunk_size = DEFAULT_CHUNK_SIZE;
                         u.dst.cancel_upload(u.repository, &location).await;
                         continue 'session;
+                    }
+                    failures += 1;
+                    if err.is_transient() && chunk_size > DEFAULT_CHUNK_SIZE {
+                        // A server that caps bodies may answer 413 and close the connection
+                        // before reading the rest, which the client sees as a broken pipe;
+                        // either way, less is re-sent after a failure in smaller chunks.
+                        chunk_size = DEFAULT_CHUNK_SIZE;
                     }
                     if !err.is_transient() || failures >= policy.max_attempts {
                         u.dst.cancel_upload(u.repository, &location).await;
