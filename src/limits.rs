@@ -57,6 +57,11 @@ pub const MAX_ERROR_BODY_BYTES: usize = 8 * 1024;
 /// Largest `WWW-Authenticate`, `Location` or other header value we parse.
 pub const MAX_HEADER_VALUE_BYTES: usize = 8 * 1024;
 
+/// Largest file pulled into a ConfigMap (`destination.configMap`): what the API server
+/// accepts as a ConfigMap's data (1 MiB). Checked against the layer's descriptor before
+/// any of its bytes are read.
+pub const MAX_CONFIG_MAP_FILE_BYTES: u64 = 1024 * 1024;
+
 // ---------------------------------------------------------------------------------------
 // Helm repositories
 // ---------------------------------------------------------------------------------------

@@ -1392,3 +1392,185 @@ fn one_namespace_cannot_hold_every_worker() {
     }
     controller.terminate();
 }
+
+/// `oras push` of `files` (`name:mediatype` each, relative to `dir`) into the store as
+/// `path`; returns the manifest digest.
+fn oras_push_to_store(stack: &Stack, dir: &std::path::Path, path: &str, files: &[&str]) -> String {
+    stack
+        .env
+        .tool("oras")
+        .current_dir(dir)
+        .args(["push", "--plain-http=false", "--ca-file"])
+        .arg(stack.emu.ca_file())
+        .arg(stack.emu.reference(path))
+        .args(files)
+        .ok();
+    let out = stack.emu.crane_digest(&stack.env, path);
+    out.assert_success();
+    out.stdout.trim().to_string()
+}
+
+fn config_map(stack: &Stack, name: &str) -> Option<Value> {
+    let out = stack
+        .kubectl()
+        .args(["get", "configmap", name, "-n", NS, "-o", "json"])
+        .run();
+    out.success()
+        .then(|| serde_json::from_str(&out.stdout).expect("ConfigMap JSON"))
+}
+
+#[test]
+fn pulls_a_template_into_an_owned_config_map_and_rewrites_it_only_when_the_digest_changes() {
+    const TEMPLATE_TYPE: &str = "application/vnd.microsoft.azure.resource+json";
+    let stack = Stack::new(
+        &[],
+        &[
+            ("nf-template", "ArmTemplate", "1.0.0"),
+            ("nf-blob", "OCIArtifact", "1.0.0"),
+            ("contoso-cnf", "OCIArtifact", "1.0.0"),
+        ],
+    );
+    let env = &stack.env;
+    stack.login_store();
+    let work = env.root().join("templates");
+    std::fs::create_dir_all(&work).unwrap();
+    let v1 = br#"{"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#", "resources": []}"#;
+    std::fs::write(work.join("template.json"), v1).unwrap();
+    let first = oras_push_to_store(
+        &stack,
+        &work,
+        "nf-template:1.0.0",
+        &[&format!("template.json:{TEMPLATE_TYPE}")],
+    );
+    // Not UTF-8: it goes to binaryData.
+    let binary: Vec<u8> = (0..=255u8).rev().cycle().take(3000).collect();
+    std::fs::write(work.join("blob.bin"), &binary).unwrap();
+    oras_push_to_store(&stack, &work, "nf-blob:1.0.0", &["blob.bin"]);
+    // Two layers: not one file.
+    stack
+        .emu
+        .crane_push_image(env, "contoso-cnf:1.0.0", &[1000, 2000]);
+
+    let into_config_map = |name: &str, artifact: &str, cm: &str| {
+        json!({"apiVersion": "artifacts.aosm.dev/v1alpha1", "kind": "ArtifactTransfer",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "source": {"artifactStore": {"storeRef": store_ref("contoso"), "manifest": MANIFEST,
+                "artifact": artifact, "version": "1.0.0"}},
+            "destination": {"configMap": {"name": cm, "key": "template.json"}},
+            "interval": "10s",
+        }})
+    };
+    // A ConfigMap of the user's own, named by a transfer: never taken over.
+    stack.apply(&json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "users-own", "namespace": NS}, "data": {"keep": "me"}}));
+    stack.apply(&list(vec![
+        into_config_map("template", "nf-template", "nf-template"),
+        into_config_map("binary", "nf-blob", "nf-blob"),
+        into_config_map("two-layers", "contoso-cnf", "cnf"),
+        into_config_map("foreign", "nf-template", "users-own"),
+    ]));
+    let controller = stack.controller("ctrl-0", &[]);
+    let ready = stack.wait_ready(&["template", "binary"]);
+    assert_eq!(status_str(&ready[0], "digest"), first);
+    assert_eq!(
+        status_str(&ready[0], "destinationRef"),
+        "configmap/nf-template/template.json"
+    );
+    assert_eq!(status_str(&ready[0], "direction"), "Pull");
+    let uid = ready[0]["metadata"]["uid"].as_str().unwrap().to_string();
+
+    let cm = config_map(&stack, "nf-template").expect("the ConfigMap was created");
+    assert_eq!(
+        cm["data"]["template.json"].as_str().unwrap().as_bytes(),
+        v1,
+        "byte-exact"
+    );
+    assert_eq!(
+        cm["metadata"]["annotations"]["artifacts.aosm.dev/digest"],
+        first.as_str()
+    );
+    let owners = cm["metadata"]["ownerReferences"].as_array().unwrap();
+    assert_eq!(owners.len(), 1, "{cm}");
+    assert_eq!(owners[0]["uid"], uid.as_str());
+    assert_eq!(owners[0]["kind"], "ArtifactTransfer");
+    assert_eq!(owners[0]["controller"], true);
+    let bin = config_map(&stack, "nf-blob").expect("created");
+    assert!(bin["data"].is_null(), "{bin}");
+    use base64::Engine as _;
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(bin["binaryData"]["template.json"].as_str().unwrap())
+            .unwrap(),
+        binary
+    );
+
+    let (reason, message) = stack.wait_condition("two-layers", "Stalled");
+    assert_eq!(reason, "NotASingleFile", "{message}");
+    assert!(message.contains("it has 2 layers"), "{message}");
+    assert!(config_map(&stack, "cnf").is_none());
+    let (reason, message) = stack.wait_condition("foreign", "Stalled");
+    assert_eq!(reason, "ConfigMapConflict", "{message}");
+    let users = config_map(&stack, "users-own").unwrap();
+    assert_eq!(users["data"], json!({"keep": "me"}), "untouched");
+    assert!(users["metadata"]["ownerReferences"].is_null());
+
+    // Re-checks while the store holds the same digest write nothing.
+    let version = cm["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let completed = status_str(&ready[0], "completedAt").to_string();
+    wait_for("a re-check", READY, || {
+        (status_str(&stack.transfer("template"), "completedAt") > completed.as_str()).then_some(())
+    });
+    assert_eq!(
+        config_map(&stack, "nf-template").unwrap()["metadata"]["resourceVersion"],
+        version.as_str(),
+        "an unchanged digest is not written again"
+    );
+
+    // The debugging cycle: the template is edited and pushed again under the same version;
+    // the next re-check brings it into the ConfigMap.
+    let v2 = br#"{"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#", "resources": [{"type": "Microsoft.Example/things"}]}"#;
+    std::fs::write(work.join("template.json"), v2).unwrap();
+    let second = oras_push_to_store(
+        &stack,
+        &work,
+        "nf-template:1.0.0",
+        &[&format!("template.json:{TEMPLATE_TYPE}")],
+    );
+    assert_ne!(first, second);
+    let updated = wait_for("the ConfigMap to follow the store", READY, || {
+        config_map(&stack, "nf-template").filter(|cm| {
+            cm["metadata"]["annotations"]["artifacts.aosm.dev/digest"] == second.as_str()
+        })
+    });
+    assert_eq!(
+        updated["data"]["template.json"]
+            .as_str()
+            .unwrap()
+            .as_bytes(),
+        v2
+    );
+    wait_for("the status to follow", READY, || {
+        (status_str(&stack.transfer("template"), "digest") == second).then_some(())
+    });
+
+    // Freeing the name lets the conflicting transfer go on (a ConfigMap re-check backs off
+    // from 10 s).
+    stack
+        .kubectl()
+        .args(["delete", "configmap", "users-own", "-n", NS])
+        .ok();
+    let freed = stack.wait_ready(&["foreign"]).remove(0);
+    assert_eq!(status_str(&freed, "digest"), second);
+    assert_eq!(
+        config_map(&stack, "users-own").unwrap()["data"]["template.json"]
+            .as_str()
+            .unwrap()
+            .as_bytes(),
+        v2
+    );
+    controller.terminate();
+}

@@ -345,7 +345,7 @@ fn expected_cluster_rules() -> BTreeMap<(String, String), BTreeSet<String>> {
     let status: Vec<&str> = status.iter().map(String::as_str).collect();
     add("artifacts.aosm.dev", &status, &["get", "patch"]);
     add("", &["secrets"], &["get"]);
-    add("", &["configmaps"], &["get"]);
+    add("", &["configmaps"], &["get", "create", "patch"]);
     add("", &["namespaces"], &["get"]);
     add("", &["serviceaccounts"], &["get"]);
     add("", &["serviceaccounts/token"], &["create"]);
@@ -1357,6 +1357,8 @@ fn helm_install_creates_the_objects_with_working_rbac_and_uninstall_removes_them
     let allowed = [
         "get secrets -n anywhere".to_string(),
         "get configmaps -n anywhere".into(),
+        "create configmaps -n apps".into(),
+        "patch configmaps -n apps".into(),
         "get namespaces".into(),
         "get serviceaccounts -n anywhere".into(),
         "create serviceaccounts --subresource=token -n anywhere".into(),
@@ -1376,6 +1378,9 @@ fn helm_install_creates_the_objects_with_working_rbac_and_uninstall_removes_them
         format!("watch secrets -n {ns}"),
         format!("create secrets -n {ns}"),
         "list configmaps -A".into(),
+        "watch configmaps -n apps".into(),
+        "update configmaps -n apps".into(),
+        "delete configmaps -n apps".into(),
         "list namespaces".into(),
         "list serviceaccounts -A".into(),
         "create serviceaccounts -n apps".into(),

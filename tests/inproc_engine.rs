@@ -244,3 +244,122 @@ async fn a_failed_blob_leaves_no_tag() {
     assert!(dst.requests_to(Method::PUT, "/manifests/").is_empty());
     assert!(dst.manifest("cnf/app", "1.0.0").is_none());
 }
+
+/// Seeds a one-layer artifact as `oras push` makes it (title annotation), with `layers`
+/// other layers beside it; returns the manifest digest and the layer's bytes.
+fn seed_file_artifact(
+    reg: &FakeRegistry,
+    repo: &str,
+    tag: &str,
+    data: &[u8],
+    extra_layers: usize,
+) -> (String, String) {
+    let config = b"{}".to_vec();
+    let config_digest = reg.put_blob(repo, &config);
+    let mut layers = vec![serde_json::json!({
+        "mediaType": "application/vnd.microsoft.azure.resource+json",
+        "digest": reg.put_blob(repo, data),
+        "size": data.len(),
+        "annotations": {"org.opencontainers.image.title": "template.json"},
+    })];
+    for i in 0..extra_layers {
+        let more = format!("more {i}").into_bytes();
+        layers.push(serde_json::json!({
+            "mediaType": "text/plain",
+            "digest": reg.put_blob(repo, &more),
+            "size": more.len(),
+        }));
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.example.template",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": layers,
+    });
+    let bytes = serde_json::to_vec(&manifest).expect("JSON");
+    let digest = reg.put_manifest(
+        repo,
+        tag,
+        "application/vnd.oci.image.manifest.v1+json",
+        &bytes,
+    );
+    (
+        digest,
+        layers[0]["digest"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn a_one_file_artifact_is_read_into_memory_and_not_again_while_its_digest_is_held() {
+    use aosm_artifact_operator::engine::pull_one::read_one_file;
+    let reg = FakeRegistry::start().await;
+    let data: Vec<u8> = (0..=255u8).cycle().take(200 * 1024).collect();
+    let (digest, layer) = seed_file_artifact(&reg, "nf/template", "1.0.0", &data, 0);
+    let src = endpoint(&reg, "nf/template:1.0.0");
+
+    let read = read_one_file(&src, 1024 * 1024, None).await.expect("read");
+    assert_eq!(read.digest, digest);
+    let file = read.file.expect("the file");
+    assert_eq!(file.data, data, "byte-exact");
+    assert_eq!(file.layer_digest, layer);
+    assert_eq!(file.name.as_deref(), Some("template.json"));
+    assert_eq!(
+        reg.requests_to(Method::GET, &format!("/blobs/{layer}"))
+            .len(),
+        1
+    );
+
+    // Held already: the manifest is fetched, the blob is not.
+    let again = read_one_file(&src, 1024 * 1024, Some(&digest))
+        .await
+        .expect("read");
+    assert_eq!((again.digest.as_str(), again.file), (digest.as_str(), None));
+    assert_eq!(
+        reg.requests_to(Method::GET, &format!("/blobs/{layer}"))
+            .len(),
+        1
+    );
+    // Held an older digest: read again.
+    let newer = read_one_file(&src, 1024 * 1024, Some("sha256:older"))
+        .await
+        .expect("read");
+    assert!(newer.file.is_some());
+}
+
+#[tokio::test]
+async fn what_is_not_one_small_file_is_refused_before_its_bytes_are_read() {
+    use aosm_artifact_operator::engine::pull_one::read_one_file;
+    let reg = FakeRegistry::start().await;
+    let big = vec![b'x'; 64 * 1024];
+    seed_file_artifact(&reg, "nf/big", "1.0.0", &big, 0);
+    let e = read_one_file(&endpoint(&reg, "nf/big:1.0.0"), 64 * 1024 - 1, None)
+        .await
+        .expect_err("over the limit");
+    assert!(matches!(e, EngineError::NotOneFile { .. }), "{e:?}");
+    assert!(
+        e.to_string().contains("65536 bytes, more than the 65535"),
+        "{e}"
+    );
+    assert!(
+        reg.requests_to(Method::GET, "/blobs/").is_empty(),
+        "no blob read"
+    );
+
+    seed_file_artifact(&reg, "nf/two", "1.0.0", b"{}", 1);
+    let e = read_one_file(&endpoint(&reg, "nf/two:1.0.0"), 1024, None)
+        .await
+        .expect_err("two layers");
+    assert!(e.to_string().contains("it has 2 layers"), "{e}");
+
+    let child = image(&reg, "nf/multi", "child", &[10]);
+    images::index(&reg, "nf/multi", "1.0.0", &[&child]);
+    let e = read_one_file(&endpoint(&reg, "nf/multi:1.0.0"), 1024, None)
+        .await
+        .expect_err("an index");
+    assert!(e.to_string().contains("is an index"), "{e}");
+    assert!(
+        reg.requests_to(Method::GET, "/blobs/").is_empty(),
+        "no blob read"
+    );
+}

@@ -137,35 +137,48 @@ fn crds_install_established_and_documented() {
         );
     }
 
-    // `kubectl explain` shows the doc comments (the schema descriptions in crds/).
+    // `kubectl explain` shows the doc comments (the schema descriptions in crds/), for both
+    // sides of a transfer and every field of each.
     let crd = &yaml_docs(&root().join("crds/artifacts.aosm.dev_artifacttransfers.yaml"))[0];
-    let source = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
-        ["source"];
-    let description = source["description"]
-        .as_str()
-        .expect("spec.source has a description");
-    assert!(
-        description.contains("exactly one of"),
-        "unexpected description of spec.source: {description:?}"
-    );
-    let explain = cluster.kubectl(["explain", "artifacttransfer.spec.source"]);
-    explain.assert_success();
-    assert!(
-        squash(&explain.stdout).contains(&squash(description)),
-        "kubectl explain does not show the description {description:?}\n{explain}"
-    );
-    for (field, schema) in source["properties"].as_object().expect("source properties") {
-        assert!(
-            explain.stdout.contains(&format!("  {field}\t<Object>")),
-            "kubectl explain does not list {field}\n{explain}"
-        );
-        let first_sentence = schema["description"]
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+    for side in ["source", "destination"] {
+        let schema = &spec[side];
+        let description = schema["description"]
             .as_str()
-            .and_then(|d| d.split(". ").next())
-            .expect("every field has a description");
+            .unwrap_or_else(|| panic!("spec.{side} has a description"));
         assert!(
-            squash(&explain.stdout).contains(&squash(first_sentence)),
-            "kubectl explain does not document {field} with {first_sentence:?}\n{explain}"
+            description.contains("exactly one of"),
+            "unexpected description of spec.{side}: {description:?}"
+        );
+        let explain = cluster.kubectl(["explain", &format!("artifacttransfer.spec.{side}")]);
+        explain.assert_success();
+        assert!(
+            squash(&explain.stdout).contains(&squash(description)),
+            "kubectl explain does not show the description {description:?}\n{explain}"
+        );
+        for (field, field_schema) in schema["properties"].as_object().expect("properties") {
+            assert!(
+                explain.stdout.contains(&format!("  {field}\t<Object>")),
+                "kubectl explain does not list {side}.{field}\n{explain}"
+            );
+            let first_sentence = field_schema["description"]
+                .as_str()
+                .and_then(|d| d.split(". ").next())
+                .expect("every field has a description");
+            assert!(
+                squash(&explain.stdout).contains(&squash(first_sentence)),
+                "kubectl explain does not document {side}.{field} with {first_sentence:?}\n{explain}"
+            );
+        }
+    }
+    let explain = cluster.kubectl(["explain", "artifacttransfer.spec.destination.configMap"]);
+    explain.assert_success();
+    for field in ["name", "key"] {
+        assert!(
+            explain
+                .stdout
+                .contains(&format!("  {field}\t<string> -required-")),
+            "{explain}"
         );
     }
 }

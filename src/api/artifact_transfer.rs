@@ -99,6 +99,10 @@ use super::{SecretRef, patterns};
         .message("platforms filters multi-arch images: it needs a registry or artifactStore source")
         .field_path(".platforms")
         .reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!has(self.platforms) || size(self.platforms) == 0 || !has(self.destination) || !has(self.destination.configMap)")
+        .message("platforms filters multi-arch images: a configMap destination takes one file, so platforms must be empty")
+        .field_path(".platforms")
+        .reason(Reason::FieldValueForbidden),
     validation = Rule::new("!has(self.source) || !has(self.destination) || !has(self.source.helmRepository) || !has(self.destination.artifactStore) || self.source.helmRepository.chart == self.destination.artifactStore.artifact")
         .message("a Helm chart pushed to an artifact store must have its chart name as the artifact name: source.helmRepository.chart must equal destination.artifactStore.artifact"),
     validation = Rule::new("!has(self.source) || !has(self.destination) || !has(self.source.helmRepository) || !has(self.destination.artifactStore) || self.source.helmRepository.version == self.destination.artifactStore.version")
@@ -115,10 +119,11 @@ pub struct ArtifactTransferSpec {
     )]
     pub source: TransferSource,
 
-    /// Where the artifact goes: exactly one of `artifactStore` (push) or `registry` (pull).
+    /// Where the artifact goes: exactly one of `artifactStore` (push), `registry` (pull) or
+    /// `configMap` (pull a one-file artifact into a ConfigMap).
     #[x_kube(
-        validation = Rule::new("(has(self.registry) ? 1 : 0) + (has(self.artifactStore) ? 1 : 0) == 1")
-            .message("destination must set exactly one of artifactStore or registry"),
+        validation = Rule::new("(has(self.registry) ? 1 : 0) + (has(self.artifactStore) ? 1 : 0) + (has(self.configMap) ? 1 : 0) == 1")
+            .message("destination must set exactly one of artifactStore, registry or configMap"),
         validation = Rule::new("!has(self.registry) || !self.registry.image.contains('@')")
             .message("destination.registry.image cannot be a digest reference: give a tag (or none: the artifact version is used)"),
         validation = Rule::new(r"!has(self.artifactStore) || self.artifactStore.version.matches('^[0-9]+\\.[0-9]+\\.[0-9]+$')")
@@ -200,6 +205,29 @@ pub enum TransferDestination {
     ArtifactStore(StoreArtifact),
     /// An OCI registry (pull from the store). The tag defaults to the artifact version.
     Registry(RegistryImage),
+    /// A key of a ConfigMap in the transfer's namespace (pull from the store), for an
+    /// artifact of one file of at most 1 MiB, e.g. an ARM template to edit in a debugging
+    /// cycle. The controller creates the ConfigMap, owned by the transfer (deleted with it),
+    /// and writes it again only when the artifact's digest changes; it never takes over a
+    /// ConfigMap it did not create. UTF-8 content goes to `data`, anything else to
+    /// `binaryData`.
+    ConfigMap(ConfigMapTarget),
+}
+
+/// A ConfigMap key a one-file artifact is pulled into.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapTarget {
+    /// Name of the ConfigMap, in the transfer's namespace; created by the controller (a
+    /// ConfigMap of that name that the transfer does not control is never overwritten).
+    /// Example: `nf-arm-template`.
+    #[schemars(regex(pattern = patterns::K8S_NAME), length(min = 1, max = 253))]
+    pub name: String,
+
+    /// Key the file is written under (in `data`, or `binaryData` when it is not UTF-8).
+    /// Example: `template.json`.
+    #[schemars(regex(pattern = patterns::CONFIG_MAP_KEY), length(min = 1, max = 253))]
+    pub key: String,
 }
 
 /// An image reference in an OCI registry and how to connect to it.
@@ -421,8 +449,8 @@ pub struct ArtifactTransferStatus {
     /// the observed generation), `Reconciling` while work is in progress (reason
     /// Progressing or ProgressingWithRetry), `Stalled` when it cannot succeed without a
     /// change (reason ArtifactNotInManifest, VersionFormat, ChartNameMismatch,
-    /// SecretNotFound, StoreNotAllowed, Forbidden, SourceNotFound, UnsupportedStoreType or
-    /// InvalidSpec).
+    /// SecretNotFound, ConfigMapNotFound, ConfigMapConflict, NotASingleFile, StoreNotAllowed,
+    /// Forbidden, SourceNotFound, UnsupportedStoreType or InvalidSpec).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -454,7 +482,8 @@ pub struct ArtifactTransferStatus {
     pub short_digest: Option<String>,
 
     /// Full reference of the destination. Example:
-    /// `x.azurecr.io/contoso-cnf-container:0.1.0`.
+    /// `x.azurecr.io/contoso-cnf-container:0.1.0`; for a ConfigMap destination
+    /// `configmap/<name>/<key>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination_ref: Option<String>,
 
@@ -528,7 +557,7 @@ impl ArtifactTransferSpec {
     pub fn direction(&self) -> Direction {
         match self.destination {
             TransferDestination::ArtifactStore(_) => Direction::Push,
-            TransferDestination::Registry(_) => Direction::Pull,
+            TransferDestination::Registry(_) | TransferDestination::ConfigMap(_) => Direction::Pull,
         }
     }
 

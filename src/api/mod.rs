@@ -29,9 +29,9 @@ pub use artifact_store::{
     ClusterArtifactStore, ClusterArtifactStoreSpec, IdentityType, StoreIdentity,
 };
 pub use artifact_transfer::{
-    ArtifactTransfer, ArtifactTransferSpec, ArtifactTransferStatus, ConfigMapSource, Direction,
-    HelmRepositorySource, RegistryImage, StoreArtifact, StoreKind, StoreRef, TransferDestination,
-    TransferProgress, TransferSource,
+    ArtifactTransfer, ArtifactTransferSpec, ArtifactTransferStatus, ConfigMapSource,
+    ConfigMapTarget, Direction, HelmRepositorySource, RegistryImage, StoreArtifact, StoreKind,
+    StoreRef, TransferDestination, TransferProgress, TransferSource,
 };
 pub use duration::{DurationError, parse_duration};
 pub use reason::{Nature, Reason};
@@ -46,6 +46,10 @@ pub const API_VERSION: &str = "artifacts.aosm.dev/v1alpha1";
 /// Annotation that re-runs a transfer when its value changes (any new value, e.g. a
 /// timestamp); the handled value is echoed in `status.lastHandledReconcileAt`.
 pub const REQUESTED_AT_ANNOTATION: &str = "artifacts.aosm.dev/requested-at";
+/// On a ConfigMap written from `destination.configMap`: the digest of the artifact it was
+/// written from. The controller writes the ConfigMap again only when the store's digest
+/// differs from it.
+pub const CONFIG_MAP_DIGEST_ANNOTATION: &str = "artifacts.aosm.dev/digest";
 
 /// A reference to a Secret in the namespace of the object that holds the reference.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

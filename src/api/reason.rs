@@ -80,6 +80,12 @@ reasons! {
     SecretNotFound => Permanent,
     /// A ConfigMap (or a key in it) named by the spec does not exist.
     ConfigMapNotFound => Permanent,
+    /// The ConfigMap named by `destination.configMap` exists and is not controlled by this
+    /// transfer (a user's own, or another transfer's): it is never overwritten. Delete it
+    /// or name another.
+    ConfigMapConflict => Permanent,
+    /// The artifact cannot go into a ConfigMap: it is not one layer of at most 1 MiB.
+    NotASingleFile => Permanent,
     /// The store does not exist, or a ClusterArtifactStore's `allowedNamespaces` does not
     /// select the transfer's namespace.
     StoreNotAllowed => Permanent,
@@ -142,6 +148,7 @@ impl Reason {
             self,
             Reason::SecretNotFound
                 | Reason::ConfigMapNotFound
+                | Reason::ConfigMapConflict
                 | Reason::StoreNotAllowed
                 | Reason::ServiceAccountNotFound
                 | Reason::AmbientIdentityNotAllowed
@@ -222,7 +229,7 @@ mod tests {
                 .iter()
                 .filter(|r| r.awaits_kubernetes_object())
                 .count(),
-            6
+            7
         );
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use aosm_artifact_operator::api::{
     ArtifactStore, ArtifactTransfer, ArtifactTransferStatus, ClusterArtifactStore,
-    from_value_strict,
+    TransferDestination, from_value_strict,
 };
 use aosm_artifact_operator::controller::tokens::ServiceAccountTokenRequests;
 use aosm_artifact_operator::engine::{EngineError, NoProgress};
@@ -55,6 +55,11 @@ fn check_spec(t: &ArtifactTransfer, docs: &Documents) -> Result<(), TransferErro
             errors
                 .into_iter()
                 .map(|e| format!("{}: {}", e.field, e.message)),
+        );
+    }
+    if matches!(t.spec.destination, TransferDestination::ConfigMap(_)) {
+        problems.push(
+            "spec.destination.configMap: a ConfigMap is written by the controller in a cluster; here, pull the file with `store pull NAME:VERSION -o DIR`".to_string(),
         );
     }
     let stores = docs

@@ -141,9 +141,18 @@ pub async fn for_transfer(
         }
         TransferSource::ArtifactStore(_) => {}
     }
-    if let TransferDestination::Registry(r) = &spec.destination {
-        push_secret(client, &mut g.secrets, &ns, r.secret_ref.as_ref()).await?;
-        push_secret(client, &mut g.secrets, &ns, r.ca_secret_ref.as_ref()).await?;
+    match &spec.destination {
+        TransferDestination::Registry(r) => {
+            push_secret(client, &mut g.secrets, &ns, r.secret_ref.as_ref()).await?;
+            push_secret(client, &mut g.secrets, &ns, r.ca_secret_ref.as_ref()).await?;
+        }
+        TransferDestination::ConfigMap(c) => {
+            let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+            if let Some(m) = api.get_opt(&c.name).await? {
+                g.config_maps.push(m);
+            }
+        }
+        TransferDestination::ArtifactStore(_) => {}
     }
     Ok(g)
 }

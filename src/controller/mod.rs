@@ -3,6 +3,7 @@
 //! health probes and Prometheus metrics. A thin adapter: the work is in
 //! [`crate::transfer`] and [`crate::engine`].
 
+pub mod config_map_writer;
 pub mod context;
 pub mod error;
 pub mod health;

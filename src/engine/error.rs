@@ -159,6 +159,15 @@ pub enum EngineError {
         /// Version in Chart.yaml.
         found_version: String,
     },
+    /// An artifact asked for as one file (e.g. for a ConfigMap) is not one: an index, a
+    /// manifest with other than one layer, or a layer over the size limit.
+    #[error("{reference} cannot be read as one file: {problem}")]
+    NotOneFile {
+        /// The artifact.
+        reference: String,
+        /// What it is instead, and what to do.
+        problem: String,
+    },
     /// A [`crate::engine::CredentialSource`] could not give credentials (e.g. AOSM's
     /// `listCredential` failed); its own error, so the caller can tell what it was.
     #[error("cannot get registry credentials: {source}")]
@@ -225,6 +234,7 @@ impl EngineError {
                 | Self::InvalidInput(_)
                 | Self::NotFound { .. }
                 | Self::ChartMismatch { .. }
+                | Self::NotOneFile { .. }
         )
     }
 

@@ -13,6 +13,7 @@ pub mod media;
 pub mod platform;
 pub mod progress;
 pub mod pull_files;
+pub mod pull_one;
 pub mod reference;
 pub mod registry;
 /// The retry policy (the shared HTTP layer's).

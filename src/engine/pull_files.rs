@@ -66,32 +66,32 @@ pub struct PullSummary {
 }
 
 #[derive(Deserialize)]
-struct Layer {
+pub(super) struct Layer {
     #[serde(default, rename = "mediaType")]
-    media_type: String,
-    digest: String,
-    size: u64,
+    pub(super) media_type: String,
+    pub(super) digest: String,
+    pub(super) size: u64,
     #[serde(default)]
-    annotations: BTreeMap<String, String>,
+    pub(super) annotations: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
-struct Layers {
+pub(super) struct Layers {
     #[serde(default)]
-    config: Option<Layer>,
+    pub(super) config: Option<Layer>,
     #[serde(default)]
-    layers: Vec<Layer>,
+    pub(super) layers: Vec<Layer>,
 }
 
 /// Media type of a Helm chart's config (`helm push`).
-const HELM_CONFIG: &str = "application/vnd.cncf.helm.config.v1+json";
+pub(super) const HELM_CONFIG: &str = "application/vnd.cncf.helm.config.v1+json";
 /// Media type of a Helm chart's archive layer.
 const HELM_CHART: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
 /// Largest Helm chart config read (it holds Chart.yaml's fields).
 const MAX_HELM_CONFIG_BYTES: usize = 1024 * 1024;
 
 /// `<name>-<version>.tgz`, as `helm pull` names a chart, from the chart's config.
-async fn helm_archive_name(src: &Endpoint, config: &Layer) -> Result<String> {
+pub(super) async fn helm_archive_name(src: &Endpoint, config: &Layer) -> Result<String> {
     #[derive(Deserialize)]
     struct Chart {
         name: String,

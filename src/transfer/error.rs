@@ -49,6 +49,7 @@ impl From<EngineError> for TransferError {
             EngineError::Unauthorized { .. } | EngineError::Forbidden { .. } => Reason::Forbidden,
             EngineError::DigestMismatch { .. } => Reason::IntegrityError,
             EngineError::ChartMismatch { .. } => Reason::ChartNameMismatch,
+            EngineError::NotOneFile { .. } => Reason::NotASingleFile,
             EngineError::InvalidReference { .. } | EngineError::InvalidInput(_) => {
                 Reason::InvalidSpec
             }

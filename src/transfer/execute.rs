@@ -18,6 +18,7 @@ use crate::engine::copy::{
 };
 use crate::engine::files::{InlineFile, plan_files};
 use crate::engine::helm_repo::HelmRepository;
+use crate::engine::pull_one::{OneFile, read_one_file};
 use crate::engine::retry::RetryPolicy;
 use crate::engine::{
     Credentials, EngineError, ImageRef, Progress, RegistryClient, RegistryOptions,
@@ -40,6 +41,10 @@ pub struct TransferOutcome {
     pub artifact_type: String,
     /// Engine summary (bytes, blobs).
     pub summary: TransferSummary,
+    /// For a ConfigMap destination: the file read, to be written by the caller; `None`
+    /// when the ConfigMap already holds the store's digest (or for other destinations).
+    #[serde(skip)]
+    pub file: Option<OneFile>,
 }
 
 /// Drives transfers: checks each against its manifest ([`ManifestCheck`]), gets scoped
@@ -177,7 +182,7 @@ impl Executor {
     pub async fn check(&self, req: &TransferRequest) -> Result<ManifestArtifact, TransferError> {
         match (&req.source, &req.destination) {
             (Source::Store(_), Destination::Store(_)) => Err(both_stores()),
-            (Source::Store(store), Destination::Registry(_)) => {
+            (Source::Store(store), Destination::Registry(_) | Destination::ConfigMap(_)) => {
                 self.check_manifest(store, Direction::Pull).await
             }
             (source, Destination::Store(store)) => {
@@ -185,7 +190,7 @@ impl Executor {
                 check_source_fits(source, store, &listed)?;
                 Ok(listed)
             }
-            (_, Destination::Registry(_)) => Err(no_store()),
+            (_, Destination::Registry(_) | Destination::ConfigMap(_)) => Err(no_store()),
         }
     }
 
@@ -218,6 +223,39 @@ impl Executor {
                     destination_ref: summary.reference.clone(),
                     artifact_type: listed.artifact_type.clone(),
                     summary,
+                    file: None,
+                })
+            }
+            (Source::Store(store), Destination::ConfigMap(side)) => {
+                let (src, cred) = self.store_endpoint(store).await?;
+                let read = read_one_file(
+                    &src,
+                    crate::limits::MAX_CONFIG_MAP_FILE_BYTES,
+                    side.held_digest.as_deref(),
+                )
+                .await
+                .map_err(|e| store_refusal(e, &cred, &src.reference, store))?;
+                let bytes = read.file.as_ref().map_or(0, |f| f.data.len() as u64);
+                let summary = TransferSummary {
+                    reference: side.reference(),
+                    digest: read.digest.clone(),
+                    media_type: read.media_type,
+                    source_digest: read.digest.clone(),
+                    bytes,
+                    bytes_total: bytes,
+                    blobs_copied: usize::from(read.file.is_some()),
+                    blobs_skipped: usize::from(read.file.is_none()),
+                    blobs_mounted: 0,
+                    seconds: started.elapsed().as_secs_f64(),
+                };
+                Ok(TransferOutcome {
+                    direction: Direction::Pull,
+                    source_digest: read.digest.clone(),
+                    digest: read.digest,
+                    destination_ref: side.reference(),
+                    artifact_type: listed.artifact_type.clone(),
+                    summary,
+                    file: read.file,
                 })
             }
             (source, Destination::Store(store)) => {
@@ -284,9 +322,10 @@ impl Executor {
                     ),
                     artifact_type: listed.artifact_type.clone(),
                     summary,
+                    file: None,
                 })
             }
-            (_, Destination::Registry(_)) => Err(no_store()),
+            (_, Destination::Registry(_) | Destination::ConfigMap(_)) => Err(no_store()),
         }
     }
 
@@ -303,13 +342,34 @@ impl Executor {
 
     /// The digest the destination currently holds under `destination_ref` (the
     /// `status.destinationRef` of the last success), with one HEAD request; `None` when the
-    /// tag is gone. Used to re-check a Ready transfer without copying anything.
+    /// tag is gone. Used to re-check a Ready transfer without copying anything. A
+    /// ConfigMap counts as holding its digest only while the store still holds the same
+    /// (one HEAD at the store): it follows the store, not the other way round.
     pub async fn destination_digest(
         &self,
         req: &TransferRequest,
         destination_ref: &str,
     ) -> Result<Option<String>, TransferError> {
+        if let (Source::Store(store), Destination::ConfigMap(side)) =
+            (&req.source, &req.destination)
+        {
+            let Some(held) = &side.held_digest else {
+                return Ok(None);
+            };
+            let (endpoint, _) = self.store_endpoint(store).await?;
+            let repository = &endpoint.reference.repository;
+            let current = endpoint
+                .client
+                .head_manifest(
+                    repository,
+                    &store.version,
+                    &crate::engine::registry::Scope::pull(repository),
+                )
+                .await?;
+            return Ok(current.filter(|c| c == held));
+        }
         let (client, reference) = match &req.destination {
+            Destination::ConfigMap(_) => return Err(no_store()),
             Destination::Store(store) => {
                 let (endpoint, _) = self.store_endpoint(store).await?;
                 (endpoint.client, endpoint.reference)

@@ -15,6 +15,6 @@ pub use error::{Reason, TransferError};
 pub use execute::{Direction, Executor, TransferOutcome};
 pub use policy::TenantPolicy;
 pub use request::{
-    Destination, FileSource, HelmSource, RegistrySide, Source, StoreConfig, StoreSide,
-    TransferRequest,
+    ConfigMapSide, Destination, FileSource, HelmSource, RegistrySide, Source, StoreConfig,
+    StoreSide, TransferRequest,
 };

@@ -100,6 +100,33 @@ pub enum Destination {
     Store(Box<StoreSide>),
     /// Into a registry (pull).
     Registry(RegistrySide),
+    /// Into a ConfigMap key (pull of a one-file artifact): the executor reads the file
+    /// into memory ([`super::TransferOutcome::file`]); the caller writes the ConfigMap.
+    ConfigMap(ConfigMapSide),
+}
+
+/// A ConfigMap key a one-file artifact goes into, and what it holds now.
+#[derive(Clone, Debug)]
+pub struct ConfigMapSide {
+    /// The ConfigMap's name (in the transfer's namespace).
+    pub name: String,
+    /// The key.
+    pub key: String,
+    /// The artifact digest the ConfigMap was last written from (its
+    /// [`crate::api::CONFIG_MAP_DIGEST_ANNOTATION`]), when it exists, is controlled by the
+    /// transfer and still has the key: the file is not read again while the store holds
+    /// that digest.
+    pub held_digest: Option<String>,
+    /// The `resourceVersion` of the ConfigMap as found; `None` when it does not exist yet.
+    /// A write must not take over one created, or changed, since.
+    pub found_version: Option<String>,
+}
+
+impl ConfigMapSide {
+    /// How the status names it: `configmap/<name>/<key>`.
+    pub fn reference(&self) -> String {
+        format!("configmap/{}/{}", self.name, self.key)
+    }
 }
 
 /// One transfer.

@@ -11,13 +11,14 @@ use kube::ResourceExt as _;
 use super::error::{Reason, TransferError};
 use super::policy::TenantPolicy;
 use super::request::{
-    Destination, FileSource, HelmSource, RegistrySide, Source, StoreConfig,
+    ConfigMapSide, Destination, FileSource, HelmSource, RegistrySide, Source, StoreConfig,
     StoreSide as ResolvedArtifact, TransferRequest,
 };
 use crate::aosm::{Cloud, Identity, StoreId};
 use crate::api::{
-    ArtifactStore, ArtifactStoreSpec, ArtifactTransfer, AzureCloud, ClusterArtifactStore,
-    IdentityType, RegistryImage, StoreArtifact, StoreKind, TransferDestination, TransferSource,
+    ArtifactStore, ArtifactStoreSpec, ArtifactTransfer, AzureCloud, CONFIG_MAP_DIGEST_ANNOTATION,
+    ClusterArtifactStore, ConfigMapTarget, IdentityType, RegistryImage, StoreArtifact, StoreKind,
+    TransferDestination, TransferSource,
 };
 use crate::engine::{Credentials, DockerConfigAuth, ImageRef, Secret as EngineSecret};
 
@@ -387,6 +388,56 @@ fn registry_side(
     })
 }
 
+/// The ConfigMap a one-file artifact goes into. One that exists must be controlled by
+/// this transfer (its controller owner reference names the transfer's uid): a user's own
+/// ConfigMap, or another transfer's, is never overwritten. What it holds counts only
+/// while it still has the key.
+fn config_map_side(
+    transfer: &ArtifactTransfer,
+    inputs: &Inputs<'_>,
+    ns: &str,
+    c: &ConfigMapTarget,
+) -> Result<ConfigMapSide, TransferError> {
+    let existing = inputs
+        .config_maps
+        .iter()
+        .find(|m| m.name_any() == c.name && m.namespace().as_deref().unwrap_or("default") == ns);
+    let held_digest = match existing {
+        None => None,
+        Some(cm) => {
+            let controlled = transfer.metadata.uid.as_ref().is_some_and(|uid| {
+                cm.owner_references()
+                    .iter()
+                    .any(|o| o.controller == Some(true) && &o.uid == uid)
+            });
+            if !controlled {
+                return Err(TransferError::permanent(
+                    Reason::ConfigMapConflict,
+                    format!(
+                        "ConfigMap {ns}/{} exists and was not created by this transfer; it is not overwritten: delete it, or name another in destination.configMap.name",
+                        c.name
+                    ),
+                ));
+            }
+            let has_key = cm.data.as_ref().is_some_and(|d| d.contains_key(&c.key))
+                || cm
+                    .binary_data
+                    .as_ref()
+                    .is_some_and(|d| d.contains_key(&c.key));
+            cm.annotations()
+                .get(CONFIG_MAP_DIGEST_ANNOTATION)
+                .filter(|_| has_key)
+                .cloned()
+        }
+    };
+    Ok(ConfigMapSide {
+        name: c.name.clone(),
+        key: c.key.clone(),
+        held_digest,
+        found_version: existing.and_then(|m| m.resource_version()),
+    })
+}
+
 /// Resolves a transfer into a request the executor can run.
 pub fn resolve(
     transfer: &ArtifactTransfer,
@@ -463,6 +514,9 @@ pub fn resolve(
             Destination::Store(Box::new(store_artifact(inputs, ns, a)?))
         }
         TransferDestination::Registry(r) => Destination::Registry(registry_side(inputs, ns, r)?),
+        TransferDestination::ConfigMap(c) => {
+            Destination::ConfigMap(config_map_side(transfer, inputs, ns, c)?)
+        }
     };
     let platforms = spec
         .platforms
@@ -591,6 +645,103 @@ mod tests {
         let e = resolve_identity(StoreIdentity::default(), team, &[annotated]).unwrap_err();
         assert_eq!(e.reason, Reason::AmbientIdentityNotAllowed, "{e}");
         assert!(resolve_identity(StoreIdentity::default(), cluster, &[]).is_ok());
+    }
+
+    #[test]
+    fn a_config_map_destination_is_written_only_when_the_transfer_controls_it() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+        let spec = serde_json::from_value(serde_json::json!({
+            "source": {"artifactStore": {"storeRef": {"name": "s"}, "manifest": "m",
+                "artifact": "nf-template", "version": "1.0.0"}},
+            "destination": {"configMap": {"name": "nf-template", "key": "template.json"}},
+        }))
+        .unwrap();
+        let mut t = ArtifactTransfer::new("pull-template", spec);
+        t.metadata.namespace = Some("team-a".into());
+        t.metadata.uid = Some("uid-of-the-transfer".into());
+        let target = ConfigMapTarget {
+            name: "nf-template".into(),
+            key: "template.json".into(),
+        };
+        let config_map = |ns: &str, owner_uid: Option<&str>, controller: bool, key: &str| {
+            let mut cm = ConfigMap::default();
+            cm.metadata.name = Some("nf-template".into());
+            cm.metadata.namespace = Some(ns.into());
+            cm.metadata.resource_version = Some("42".into());
+            cm.metadata.annotations = Some(BTreeMap::from([(
+                CONFIG_MAP_DIGEST_ANNOTATION.to_string(),
+                "sha256:held".to_string(),
+            )]));
+            cm.metadata.owner_references = owner_uid.map(|uid| {
+                vec![OwnerReference {
+                    api_version: crate::api::API_VERSION.into(),
+                    kind: "ArtifactTransfer".into(),
+                    name: "pull-template".into(),
+                    uid: uid.into(),
+                    controller: Some(controller),
+                    ..Default::default()
+                }]
+            });
+            cm.data = Some(BTreeMap::from([(key.to_string(), "{}".to_string())]));
+            cm
+        };
+        let policy = TenantPolicy::default();
+        let side = |maps: &[ConfigMap]| {
+            let inputs = Inputs {
+                controller_namespace: "aosm-system",
+                policy: &policy,
+                namespace_labels: None,
+                artifact_stores: &[],
+                cluster_artifact_stores: &[],
+                secrets: &[],
+                config_maps: maps,
+                service_accounts: &[],
+            };
+            config_map_side(&t, &inputs, "team-a", &target)
+        };
+        // Missing (or only in another namespace): created, nothing held.
+        let new = side(&[config_map("team-b", None, false, "template.json")]).unwrap();
+        assert_eq!(new.reference(), "configmap/nf-template/template.json");
+        assert_eq!((new.held_digest, new.found_version), (None, None));
+        // Controlled by this transfer: what it holds counts while the key is there.
+        let ours = side(&[config_map(
+            "team-a",
+            Some("uid-of-the-transfer"),
+            true,
+            "template.json",
+        )])
+        .unwrap();
+        assert_eq!(ours.held_digest.as_deref(), Some("sha256:held"));
+        assert_eq!(ours.found_version.as_deref(), Some("42"));
+        let key_gone = side(&[config_map(
+            "team-a",
+            Some("uid-of-the-transfer"),
+            true,
+            "other",
+        )])
+        .unwrap();
+        assert_eq!(key_gone.held_digest, None);
+        assert_eq!(key_gone.found_version.as_deref(), Some("42"));
+        // A user's own, another transfer's, or one merely owned (not controlled): refused.
+        for foreign in [
+            config_map("team-a", None, false, "template.json"),
+            config_map(
+                "team-a",
+                Some("uid-of-another-transfer"),
+                true,
+                "template.json",
+            ),
+            config_map(
+                "team-a",
+                Some("uid-of-the-transfer"),
+                false,
+                "template.json",
+            ),
+        ] {
+            let e = side(&[foreign]).unwrap_err();
+            assert_eq!(e.reason, Reason::ConfigMapConflict, "{e}");
+            assert!(e.message.contains("team-a/nf-template"), "{e}");
+        }
     }
 
     #[test]

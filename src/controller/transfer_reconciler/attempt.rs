@@ -1,6 +1,6 @@
 //! One attempt at a transfer, in phases in the manner of Flux's sub-reconcilers:
 //! resolve (read what the spec references) → start (record Reconciling) → check (against
-//! the AOSM manifest) → move bytes → record. A phase either hands the next what it needs
+//! the AOSM manifest) → move bytes → write (a ConfigMap destination's file) → record. A phase either hands the next what it needs
 //! or stops the attempt with a [`Stop`]: a transfer failure (recorded in the status, with
 //! its reason) or a Kubernetes API error (retried by the error policy). One status is built
 //! along the way and written by [`super::super::status_patch::apply_status`].
@@ -14,6 +14,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource as _, ResourceExt as _};
 
+use super::super::config_map_writer::{self, WriteError};
 use super::super::context::{Context, FIELD_MANAGER, backoff};
 use super::super::error::Error;
 use super::super::inputs;
@@ -24,7 +25,7 @@ use crate::aosm::ManifestArtifact;
 use crate::api::conditions::{self, READY, RECONCILING, STALLED, get_condition};
 use crate::api::{ArtifactTransfer, ArtifactTransferStatus, Reason};
 use crate::transfer::resolve::resolve;
-use crate::transfer::{TransferError, TransferOutcome, TransferRequest, status};
+use crate::transfer::{Destination, TransferError, TransferOutcome, TransferRequest, status};
 
 /// Why an attempt stopped before it succeeded.
 #[derive(Debug)]
@@ -169,7 +170,26 @@ async fn move_phase(
     }
 }
 
-/// Check and move bytes within `spec.timeout`.
+/// Write: a file read for a ConfigMap destination goes into the ConfigMap (nothing when
+/// the ConfigMap already held the store's digest).
+async fn write_phase(
+    t: &ArtifactTransfer,
+    ctx: &Context,
+    request: &TransferRequest,
+    outcome: &TransferOutcome,
+) -> Result<(), Stop> {
+    let (Destination::ConfigMap(side), Some(file)) = (&request.destination, &outcome.file) else {
+        return Ok(());
+    };
+    config_map_writer::write(&ctx.client, t, side, &outcome.digest, file)
+        .await
+        .map_err(|e| match e {
+            WriteError::Transfer(e) => Stop::Failed(e),
+            WriteError::Api(e) => Stop::Api(e),
+        })
+}
+
+/// Check, move bytes and write within `spec.timeout`.
 async fn bounded_phases(
     record: &Record<'_>,
     ctx: &Context,
@@ -179,7 +199,9 @@ async fn bounded_phases(
     let t = record.t;
     let phases = async {
         let listed = check_phase(ctx, request).await?;
-        move_phase(record, ctx, request, &listed, counters).await
+        let outcome = move_phase(record, ctx, request, &listed, counters).await?;
+        write_phase(t, ctx, request, &outcome).await?;
+        Ok(outcome)
     };
     match tokio::time::timeout(t.spec.timeout_or_default(), phases).await {
         Ok(r) => r,
