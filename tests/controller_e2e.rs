@@ -1170,9 +1170,10 @@ fn namespaced_stores_bring_their_own_identity_and_allowed_endpoints() {
     ];
     let stack = Stack::new(&[], &artifacts);
     let subject = format!("system:serviceaccount:{NS}:publisher");
-    stack
-        .emu
-        .set_config(json!({"federatedSubjects": [subject]}));
+    stack.emu.set_config(json!({
+        "federatedCredentials": [{"issuer": stack.kube.issuer(), "subject": subject}],
+        "oidcCaFile": stack.kube.pki().ca_crt,
+    }));
     // A host that must never be contacted: it only counts connections.
     let trap = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     trap.set_nonblocking(true).unwrap();

@@ -1,6 +1,8 @@
-//! Store pushes authenticated with workload identity (a federated token file) and with a
-//! managed identity (App Service style endpoint) against the AOSM emulator, and a workload
-//! identity whose federated token has expired.
+//! Store pushes authenticated with workload identity (a federated token file holding a
+//! real service account token of a test kube-apiserver, which the emulator's Entra verifies
+//! against the API server's OpenID discovery keys and a federated identity credential)
+//! and with a managed identity (App Service style endpoint) against the AOSM emulator, and
+//! a workload identity whose token is for a subject Entra has no federated credential for.
 //!
 //! # Why everything is in one `#[test]`
 //!
@@ -22,42 +24,19 @@ mod support;
 
 use aosm_artifact_operator::aosm::Identity;
 use aosm_artifact_operator::transfer::{FileSource, Reason, Source, StoreSide};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 use support::emulator::*;
 use support::fixtures;
+use support::kube::KubeCluster;
 
 trust_emulator_ca!();
 
-/// An unsigned Kubernetes-style service account token (the emulator does not check the
-/// signature) for `api://AzureADTokenExchange`, expiring `exp_offset` seconds from now.
-fn federated_token(exp_offset: i64) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let header = json!({"alg": "RS256", "typ": "JWT", "kid": "test"});
-    let claims = json!({
-        "aud": ["api://AzureADTokenExchange"],
-        "iss": "https://kubernetes.default.svc.cluster.local",
-        "sub": "system:serviceaccount:aosm:aosm-artifact-operator",
-        "iat": now - 3600,
-        "nbf": now - 3600,
-        "exp": now + exp_offset,
-        "nonce": hex::encode(fixtures::random_bytes(8)),
-    });
-    let part = |v: &Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap());
-    format!(
-        "{}.{}.{}",
-        part(&header),
-        part(&claims),
-        URL_SAFE_NO_PAD.encode(fixtures::random_bytes(32))
-    )
-}
+/// The ServiceAccount the emulator's Entra has a federated credential for.
+const NAMESPACE: &str = "aosm";
+const OPERATOR_SA: &str = "aosm-artifact-operator";
+const FEDERATED_AUDIENCE: &str = "api://AzureADTokenExchange";
 
 /// Sets the identity variables of `azure_identity` (see the module documentation for why
 /// this is sound here).
@@ -122,14 +101,26 @@ fn workload_and_managed_identity_push_into_the_store() {
         .tempdir()
         .unwrap();
     let token_file = token_dir.path().join("token");
-    let valid = federated_token(3600);
-    std::fs::write(&token_file, &valid).unwrap();
 
     let emu = Emulator::start(&[]);
     set_identity_env(&token_file, &emu);
+    // Real service account tokens, and Entra federated with their issuer for one subject.
+    let kube = KubeCluster::start();
+    kube.create_namespace(NAMESPACE, &[]);
+    let valid = kube.service_account_token(NAMESPACE, OPERATOR_SA, FEDERATED_AUDIENCE);
+    let stranger = kube.service_account_token(NAMESPACE, "stranger", FEDERATED_AUDIENCE);
+    std::fs::write(&token_file, &valid).unwrap();
+    emu.set_config(json!({
+        "federatedCredentials": [{
+            "issuer": kube.issuer(),
+            "subject": format!("system:serviceaccount:{NAMESPACE}:{OPERATOR_SA}"),
+            "audiences": [FEDERATED_AUDIENCE],
+        }],
+        "oidcCaFile": kube.pki().ca_crt,
+    }));
 
     let art = "contoso-nf-template";
-    for m in ["wi-manifest", "mi-manifest", "expired-manifest"] {
+    for m in ["wi-manifest", "mi-manifest", "stranger-manifest"] {
         emu.create_acr_manifest(m, &[(art, "ArmTemplate", "1.0.0")]);
     }
 
@@ -194,36 +185,36 @@ fn workload_and_managed_identity_push_into_the_store() {
         "ARM accepted the token"
     );
 
-    // (3) Workload identity with an expired federated token: Forbidden, no token in the
-    // message. A new executor builds a new credential, which reads the file again.
-    let expired = federated_token(-600);
-    std::fs::write(&token_file, &expired).unwrap();
+    // (3) Workload identity with the token of a ServiceAccount Entra has no federated
+    // credential for: Forbidden, no token in the message. A new executor builds a new
+    // credential, which reads the file again.
+    std::fs::write(&token_file, &stranger).unwrap();
     reset_stats(&emu);
     let (source, _) = template_source();
     let to = with_identity(
-        emu.artifact(V2023, "expired-manifest", art, "1.0.0"),
+        emu.artifact(V2023, "stranger-manifest", art, "1.0.0"),
         Identity::WorkloadIdentity {
             client_id: Some(emu.ep("clientId")),
             tenant_id: Some(emu.ep("tenantId")),
         },
     );
     let err = match run(&executor(), &push(source, to)) {
-        Ok(o) => panic!("an expired federated token must fail, got {o:?}"),
+        Ok(o) => panic!("a token of another subject must fail, got {o:?}"),
         Err(e) => e,
     };
     assert_eq!(err.reason, Reason::Forbidden, "{err}");
     assert!(!err.is_transient(), "{err}");
     assert!(
-        err.message.contains("workload identity") && err.message.contains("AADSTS700024"),
+        err.message.contains("workload identity") && err.message.contains("AADSTS700213"),
         "the message names the identity and Entra's reason: {err}"
     );
-    assert_no_secrets("the error message", &err.message, &[&expired, &valid]);
-    assert_no_secrets("the error", &err.to_string(), &[&expired, &valid]);
+    assert_no_secrets("the error message", &err.message, &[&stranger, &valid]);
+    assert_no_secrets("the error", &err.to_string(), &[&stranger, &valid]);
     assert_eq!(tokens_issued(&emu, "entraClientAssertion"), 0);
     assert!(
         emu.stats()["entraRefusals"].as_u64().unwrap_or(0) >= 1,
         "the emulator must have refused the assertion: {}",
         emu.stats()
     );
-    assert_eq!(emu.list_credential_count("expired-manifest"), 0);
+    assert_eq!(emu.list_credential_count("stranger-manifest"), 0);
 }

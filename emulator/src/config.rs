@@ -1,5 +1,6 @@
 //! Runtime knobs: set from the command line at start, changed by `POST /_emulator/config`.
 
+use crate::federation::FederatedCredential;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -35,9 +36,13 @@ pub struct RuntimeConfig {
     /// Resource id prefixes (case-insensitive) under which every ARM call is refused with
     /// 403 AuthorizationFailed.
     pub deny_scopes: Vec<String>,
-    /// When non-empty, only workload identity assertions with one of these `sub`jects are
-    /// accepted.
-    pub federated_subjects: Vec<String>,
+    /// The app's federated identity credentials: a workload identity assertion is
+    /// exchanged only when one names its issuer, subject and audience, and its signature
+    /// verifies against the issuer's OpenID discovery keys ([`crate::federation`]).
+    pub federated_credentials: Vec<FederatedCredential>,
+    /// PEM bundle trusted, besides nothing else, for the issuers' HTTPS endpoints (e.g. a
+    /// test cluster's CA); `None`: the issuers are unreachable.
+    pub oidc_ca_file: Option<String>,
 }
 
 impl Default for RuntimeConfig {
@@ -53,7 +58,8 @@ impl Default for RuntimeConfig {
             credential_repositories_blank: false,
             deny_clients: Vec::new(),
             deny_scopes: Vec::new(),
-            federated_subjects: Vec::new(),
+            federated_credentials: Vec::new(),
+            oidc_ca_file: None,
         }
     }
 }
@@ -85,8 +91,10 @@ pub struct ConfigPatch {
     pub deny_clients: Option<Vec<String>>,
     /// See [`RuntimeConfig::deny_scopes`].
     pub deny_scopes: Option<Vec<String>>,
-    /// See [`RuntimeConfig::federated_subjects`].
-    pub federated_subjects: Option<Vec<String>>,
+    /// See [`RuntimeConfig::federated_credentials`].
+    pub federated_credentials: Option<Vec<FederatedCredential>>,
+    /// See [`RuntimeConfig::oidc_ca_file`].
+    pub oidc_ca_file: Option<String>,
 }
 
 /// Which fault sequences a patch restarts.
@@ -131,8 +139,11 @@ impl RuntimeConfig {
             credential_repositories_blank,
             deny_clients,
             deny_scopes,
-            federated_subjects
+            federated_credentials
         );
+        if let Some(ca) = patch.oidc_ca_file {
+            next.oidc_ca_file = (!ca.is_empty()).then_some(ca);
+        }
         next.validate()?;
         *self = next;
         Ok(restarts)

@@ -3,7 +3,6 @@
 //! App Service style managed identity endpoint.
 
 use crate::app::{App, lock};
-use crate::jwt::peek;
 use crate::stats::EntraGrant;
 use crate::time_fmt;
 use axum::Json;
@@ -12,7 +11,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -21,8 +20,6 @@ use std::time::SystemTime;
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// Also accepted (the grant-type URN some clients put there by mistake).
 pub const ASSERTION_TYPE_ALT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-/// Audience of Kubernetes service account tokens projected for workload identity.
-pub const FEDERATED_AUDIENCE: &str = "api://AzureADTokenExchange";
 
 /// An Entra error answer (`error`, `error_description` starting with `AADSTS<code>`,
 /// `error_codes`), the shape azure_identity parses.
@@ -133,7 +130,9 @@ pub async fn token_v2(
     Path(tenant): Path<String>,
     body: Bytes,
 ) -> Response {
-    token(&app, &tenant, &form(&body), true).unwrap_or_else(|e| refuse(&app, e))
+    token(&app, &tenant, &form(&body), true)
+        .await
+        .unwrap_or_else(|e| refuse(&app, e))
 }
 
 /// `POST /{tenant}/oauth2/token` (v1: `resource=<resource>`).
@@ -142,7 +141,9 @@ pub async fn token_v1(
     Path(tenant): Path<String>,
     body: Bytes,
 ) -> Response {
-    token(&app, &tenant, &form(&body), false).unwrap_or_else(|e| refuse(&app, e))
+    token(&app, &tenant, &form(&body), false)
+        .await
+        .unwrap_or_else(|e| refuse(&app, e))
 }
 
 fn refuse(app: &App, e: EntraError) -> Response {
@@ -157,7 +158,7 @@ fn refuse(app: &App, e: EntraError) -> Response {
     e.into_response()
 }
 
-fn token(
+async fn token(
     app: &App,
     tenant: &str,
     f: &HashMap<String, String>,
@@ -264,7 +265,7 @@ fn token(
         {
             return Err(unknown_app(client_id, &app.identity.tenant_id));
         }
-        check_federated_assertion(app, assertion)?;
+        check_federated_assertion(app, assertion).await?;
         EntraGrant::ClientAssertion
     } else {
         return Err(EntraError::new(
@@ -304,56 +305,17 @@ fn unknown_app(client_id: &str, tenant: &str) -> EntraError {
     )
 }
 
-/// A federated token (Kubernetes service account token) is accepted when it is a JWT
-/// (signature not checked) for audience `api://AzureADTokenExchange` with a subject
-/// (restricted by `federatedSubjects` when set) and not expired.
-fn check_federated_assertion(app: &App, assertion: &str) -> Result<(), EntraError> {
-    let invalid =
-        |code, msg: String| EntraError::new(StatusCode::BAD_REQUEST, "invalid_client", code, msg);
-    let (_header, claims) = peek(assertion)
-        .map_err(|e| invalid(50027, format!("JWT token is invalid or malformed ({e}).")))?;
-    let aud_ok = match claims.get("aud") {
-        Some(Value::String(a)) => a == FEDERATED_AUDIENCE,
-        Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(FEDERATED_AUDIENCE)),
-        _ => false,
-    };
-    if !aud_ok {
-        return Err(invalid(
-            700212,
-            format!(
-                "No matching federated identity record found for presented assertion audience; it must be '{FEDERATED_AUDIENCE}'."
-            ),
-        ));
-    }
-    let sub = claims.get("sub").and_then(Value::as_str).unwrap_or("");
-    if sub.is_empty() {
-        return Err(invalid(
-            700213,
-            "No matching federated identity record found for presented assertion subject ''."
-                .into(),
-        ));
-    }
-    let subjects = app.config().federated_subjects;
-    if !subjects.is_empty() && !subjects.iter().any(|s| s == sub) {
-        return Err(invalid(
-            700213,
-            format!(
-                "No matching federated identity record found for presented assertion subject '{sub}'."
-            ),
-        ));
-    }
-    let now = time_fmt::unix(SystemTime::now());
-    match claims.get("exp").and_then(Value::as_u64) {
-        Some(exp) if exp > now => Ok(()),
-        Some(_) => Err(invalid(
-            700024,
-            "Client assertion is not within its valid time range.".into(),
-        )),
-        None => Err(invalid(
-            50027,
-            "JWT token is invalid or malformed (no exp).".into(),
-        )),
-    }
+/// A federated token (Kubernetes service account token) is accepted as Entra accepts it:
+/// see [`crate::federation`].
+async fn check_federated_assertion(app: &App, assertion: &str) -> Result<(), EntraError> {
+    let config = app.config();
+    crate::federation::verify(
+        assertion,
+        &config.federated_credentials,
+        config.oidc_ca_file.as_deref(),
+    )
+    .await
+    .map_err(|r| EntraError::new(StatusCode::BAD_REQUEST, "invalid_client", r.code, r.message))
 }
 
 /// `GET /msi/token?api-version=2019-08-01&resource=R[&client_id=..]` with

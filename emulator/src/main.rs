@@ -16,6 +16,7 @@ mod duration;
 mod endpoints;
 mod entra;
 mod faults;
+mod federation;
 mod files;
 mod jwt;
 mod operations;

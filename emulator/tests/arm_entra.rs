@@ -417,7 +417,11 @@ fn entra_client_secret_workload_identity_and_managed_identity() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
 
-    // Workload identity: a federated token for api://AzureADTokenExchange, any signature.
+    // Workload identity, checked as Entra does: a federated identity credential names the
+    // assertion's issuer, subject and audience, and the signature verifies against the
+    // issuer's OpenID discovery keys. The external issuer here is the emulator's own Entra
+    // (HTTPS, discovery and JWKS): a token it issues for `api://AzureADTokenExchange` is
+    // the assertion, its subject the client id.
     let assertion_type = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
     let assert_with = |assertion: &str| {
         grant(&[
@@ -426,8 +430,25 @@ fn entra_client_secret_workload_identity_and_managed_identity() {
             ("client_assertion", assertion),
         ])
     };
-    let sa = "system:serviceaccount:aosm-system:aosm-artifact-operator";
-    let (st, b) = assert_with(&federated_assertion("api://AzureADTokenExchange", sa, 3600));
+    let codes = |b: &Value| b["error_codes"].clone();
+    let (st, b) = emu.entra(&[
+        ("grant_type", "client_credentials"),
+        ("scope", "api://AzureADTokenExchange/.default"),
+        ("client_id", &id),
+        ("client_secret", &secret),
+    ]);
+    assert_eq!(st, 200, "{b}");
+    let external = b["access_token"].as_str().unwrap().to_string();
+    let issuer = jwt_parts(&external).1["iss"].as_str().unwrap().to_string();
+    // No federated credential yet: refused for its issuer.
+    let (st, b) = assert_with(&external);
+    assert_eq!((st, codes(&b)), (400, json!([700211])), "{b}");
+    let credential = |subject: &str| {
+        json!({"federatedCredentials": [{"issuer": issuer, "subject": subject}],
+            "oidcCaFile": emu.ep("caFile")})
+    };
+    emu.set_config(credential(&id));
+    let (st, b) = assert_with(&external);
     assert_eq!(st, 200, "{b}");
     let wi_token = b["access_token"].as_str().unwrap().to_string();
     assert_eq!(
@@ -435,29 +456,27 @@ fn entra_client_secret_workload_identity_and_managed_identity() {
             .0,
         200
     );
-    let codes = |b: &Value| b["error_codes"].clone();
-    let (st, b) = assert_with(&federated_assertion(
-        "https://kubernetes.default.svc",
-        sa,
-        3600,
-    ));
+    // Another subject, another audience, a forged signature, garbage.
+    emu.set_config(credential("system:serviceaccount:a:b"));
+    let (st, b) = assert_with(&external);
+    assert_eq!((st, codes(&b)), (400, json!([700213])), "{b}");
+    emu.set_config(credential(&id));
+    let (st, b) = emu.entra(&[
+        ("grant_type", "client_credentials"),
+        ("scope", "https://kubernetes.default.svc/.default"),
+        ("client_id", &id),
+        ("client_secret", &secret),
+    ]);
+    assert_eq!(st, 200, "{b}");
+    let (st, b) = assert_with(b["access_token"].as_str().unwrap());
     assert_eq!((st, codes(&b)), (400, json!([700212])), "{b}");
-    let (st, b) = assert_with(&federated_assertion("api://AzureADTokenExchange", sa, -60));
-    assert_eq!((st, codes(&b)), (400, json!([700024])), "{b}");
+    let mut forged: Vec<&str> = external.split('.').collect();
+    let other = federated_assertion("api://AzureADTokenExchange", &id, 3600);
+    forged[2] = other.split('.').nth(2).unwrap();
+    let (st, b) = assert_with(&forged.join("."));
+    assert_eq!((st, codes(&b)), (400, json!([700027])), "{b}");
     let (st, b) = assert_with("not-a-jwt");
     assert_eq!((st, codes(&b)), (400, json!([50027])), "{b}");
-    emu.set_config(json!({"federatedSubjects": ["system:serviceaccount:a:b"]}));
-    let (st, b) = assert_with(&federated_assertion("api://AzureADTokenExchange", sa, 3600));
-    assert_eq!((st, codes(&b)), (400, json!([700213])), "{b}");
-    assert_eq!(
-        assert_with(&federated_assertion(
-            "api://AzureADTokenExchange",
-            "system:serviceaccount:a:b",
-            60
-        ))
-        .0,
-        200
-    );
 
     // App Service managed identity (IDENTITY_ENDPOINT + IDENTITY_HEADER).
     let msi = |header: Option<&str>, query: &[(&str, &str)]| {
@@ -539,10 +558,11 @@ fn entra_client_secret_workload_identity_and_managed_identity() {
     assert_eq!(jwks["keys"][0]["kid"], jwt_parts(&wi_token).0["kid"]);
 
     let stats = emu.stats();
-    assert_eq!(stats["tokensIssued"]["entraClientSecret"], 1, "{stats}");
-    assert_eq!(stats["tokensIssued"]["entraClientAssertion"], 2, "{stats}");
+    // Client secret: the ARM token and the two tokens used as assertions; one exchange.
+    assert_eq!(stats["tokensIssued"]["entraClientSecret"], 3, "{stats}");
+    assert_eq!(stats["tokensIssued"]["entraClientAssertion"], 1, "{stats}");
     assert_eq!(stats["tokensIssued"]["managedIdentity"], 2, "{stats}");
-    assert_eq!(stats["tokensIssued"]["entra"], 5, "{stats}");
+    assert_eq!(stats["tokensIssued"]["entra"], 6, "{stats}");
 }
 
 #[test]

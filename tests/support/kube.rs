@@ -417,7 +417,10 @@ impl KubeCluster {
             format!("--client-ca-file={}", p(&pki.ca_crt)),
             format!("--service-account-key-file={}", p(&pki.sa_pub)),
             format!("--service-account-signing-key-file={}", p(&pki.sa_key)),
-            "--service-account-issuer=https://kubernetes.default.svc".into(),
+            // The issuer is the API server's own URL, which serves OpenID discovery and the
+            // keys (readable without credentials, see `allow_issuer_discovery`): the
+            // emulator's Entra verifies service account tokens against them, as Entra does.
+            format!("--service-account-issuer=https://127.0.0.1:{}", self.port),
             "--authorization-mode=RBAC".into(),
             "--service-cluster-ip-range=10.0.0.0/24".into(),
             "--allow-privileged=true".into(),
@@ -429,7 +432,43 @@ impl KubeCluster {
         self.spawn("kube-apiserver", apiserver, &apiserver_args)?;
         std::fs::write(&self.kubeconfig, kubeconfig_yaml(&self.server(), pki))
             .map_err(|e| StartError::Failed(format!("write the kubeconfig: {e}")))?;
-        self.wait_ready()
+        self.wait_ready()?;
+        self.allow_issuer_discovery();
+        Ok(())
+    }
+
+    /// Lets anyone read the service account issuer's discovery document and keys (what a
+    /// cluster federated with Entra ID publishes); Kubernetes binds the role to service
+    /// accounts only.
+    fn allow_issuer_discovery(&self) {
+        self.kubectl_cmd()
+            .args([
+                "create",
+                "clusterrolebinding",
+                "issuer-discovery-for-everyone",
+                "--clusterrole=system:service-account-issuer-discovery",
+                "--group=system:unauthenticated",
+            ])
+            .ok();
+    }
+
+    /// The service account issuer (`iss` of its tokens): the API server's URL.
+    pub fn issuer(&self) -> String {
+        self.server()
+    }
+
+    /// A token of ServiceAccount `namespace/name` for `audience` (TokenRequest, one hour),
+    /// as the kubelet projects it for workload identity. Creates the ServiceAccount first.
+    pub fn service_account_token(&self, namespace: &str, name: &str, audience: &str) -> String {
+        self.kubectl_cmd()
+            .args(["create", "serviceaccount", name, "-n", namespace])
+            .ok();
+        let out = self
+            .kubectl_cmd()
+            .args(["create", "token", name, "-n", namespace, "--duration=1h"])
+            .arg(format!("--audience={audience}"))
+            .ok();
+        out.stdout.trim().to_string()
     }
 
     fn spawn(&self, name: &str, bin: &Path, args: &[String]) -> Result<(), StartError> {

@@ -436,7 +436,7 @@ pub fn jwt_parts(token: &str) -> (Value, Value) {
     (h, c)
 }
 
-/// A JWT-shaped workload identity assertion (unsigned garbage signature).
+/// A JWT-shaped workload identity assertion with a garbage signature (refused).
 pub fn federated_assertion(aud: &str, sub: &str, exp_from_now: i64) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
