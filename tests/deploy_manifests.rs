@@ -813,6 +813,63 @@ fn workload_identity_values_render_the_annotations_and_the_pod_label() {
         Some(&json!("https://login.microsoftonline.us"))
     );
 
+    // Without the webhook (inject): what the AKS webhook adds, no more.
+    let wi_env = |objs: &[Value]| {
+        [
+            "AZURE_CLIENT_ID",
+            "AZURE_TENANT_ID",
+            "AZURE_FEDERATED_TOKEN_FILE",
+            "AZURE_AUTHORITY_HOST",
+        ]
+        .map(|name| env_of(controller(objs), name).map(|e| e["value"].clone()))
+    };
+    assert_eq!(wi_env(&render_default()), [None, None, None, None]);
+    let objs = render(
+        "wi",
+        "ns",
+        &[
+            "--set",
+            &format!("azure.workloadIdentity.clientId={CLIENT_ID}"),
+            "--set",
+            &format!("azure.workloadIdentity.tenantId={TENANT_ID}"),
+            "--set",
+            "azure.workloadIdentity.inject=true",
+        ],
+    );
+    assert_eq!(
+        wi_env(&objs),
+        [
+            Some(json!(CLIENT_ID)),
+            Some(json!(TENANT_ID)),
+            Some(json!("/var/run/secrets/azure/tokens/azure-identity-token")),
+            Some(json!("https://login.microsoftonline.com/")),
+        ]
+    );
+    let pod = &one(&objs, "Deployment")["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "azure-identity-token")
+            .map(|v| v["projected"]["sources"][0]["serviceAccountToken"].clone()),
+        Some(
+            json!({"path": "azure-identity-token", "audience": "api://AzureADTokenExchange",
+            "expirationSeconds": 3600})
+        )
+    );
+    assert!(
+        controller(&objs)["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "azure-identity-token"
+                && m["mountPath"] == "/var/run/secrets/azure/tokens"
+                && m["readOnly"] == true),
+        "{}",
+        controller(&objs)
+    );
+
     // The kustomize overlay does the same to deploy/.
     let objs = kustomize("deploy/overlays/workload-identity");
     let annotations = sa_annotations(&objs);
@@ -1040,6 +1097,11 @@ fn values_schema_refuses_typos_and_wrong_types() {
         ("controller.concurrency=0", "concurrency"),
         ("azure.workloadIdentity.clientID=abc", "clientID"),
         ("azure.workloadIdentity.clientId=not-a-guid", "clientId"),
+        ("azure.workloadIdentity.inject=yes", "inject"),
+        (
+            "azure.workloadIdentity.tokenExpirationSeconds=60",
+            "tokenExpirationSeconds",
+        ),
         ("azure.authorityHost=http://login.example", "authorityHost"),
         ("leaderElection.enabled=true", "enabled"),
         ("metrics.port=70000", "port"),
@@ -1067,6 +1129,15 @@ fn values_schema_refuses_typos_and_wrong_types() {
             "--set {set_arg}: the error does not name {names:?}\n{out}"
         );
     }
+    // inject without the ids it injects: one line naming what is missing.
+    let out = render_out("wi", "ns", &["--set", "azure.workloadIdentity.inject=true"]);
+    assert!(!out.success(), "{out}");
+    assert!(
+        out.stderr.contains(
+            "azure.workloadIdentity.inject needs azure.workloadIdentity.clientId and azure.workloadIdentity.tenantId"
+        ),
+        "{out}"
+    );
     // And the documented values are accepted (all_features covers nearly all of them).
     let values = all_features();
     render("ok", "ns", &["-f", &values.path]);
