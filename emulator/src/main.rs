@@ -18,6 +18,7 @@ mod entra;
 mod faults;
 mod files;
 mod jwt;
+mod metadata;
 mod operations;
 mod pki;
 mod registry;
