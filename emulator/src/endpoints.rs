@@ -15,6 +15,10 @@ pub struct Endpoints {
     pub authority_host: String,
     /// Tenant id.
     pub tenant_id: String,
+    /// The subscription `GET /subscriptions` lists.
+    pub subscription_id: String,
+    /// Its display name.
+    pub subscription_name: String,
     /// Service principal client id.
     pub client_id: String,
     /// Its secret (random per run unless given).

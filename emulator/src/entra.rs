@@ -388,12 +388,19 @@ pub async fn managed_identity(
     .into_response()
 }
 
-/// `GET /{tenant}/v2.0/.well-known/openid-configuration`.
+/// Tenant-independent authorities Entra also serves discovery documents for (MSAL opens
+/// one for `organizations` on `az logout`, for example).
+const MULTI_TENANT: &[&str] = &["common", "organizations"];
+
+/// `GET /{tenant}/v2.0/.well-known/openid-configuration`, for the emulated tenant and, as
+/// Entra does, for `common` and `organizations` (whose issuer names a `{tenantid}`
+/// placeholder; tokens are still only issued in the tenant).
 pub async fn openid_configuration(
     State(app): State<Arc<App>>,
     Path(tenant): Path<String>,
 ) -> Response {
-    if !tenant.eq_ignore_ascii_case(&app.identity.tenant_id) {
+    let multi = MULTI_TENANT.iter().any(|t| t.eq_ignore_ascii_case(&tenant));
+    if !multi && !tenant.eq_ignore_ascii_case(&app.identity.tenant_id) {
         return EntraError::new(
             StatusCode::BAD_REQUEST,
             "invalid_tenant",
@@ -403,9 +410,18 @@ pub async fn openid_configuration(
         .into_response();
     }
     let base = &app.base_url;
-    let t = &app.identity.tenant_id;
+    let t = if multi {
+        tenant.to_ascii_lowercase()
+    } else {
+        app.identity.tenant_id.clone()
+    };
+    let issuer = if multi {
+        format!("{base}/{{tenantid}}/v2.0")
+    } else {
+        app.entra_issuer()
+    };
     Json(json!({
-        "issuer": app.entra_issuer(),
+        "issuer": issuer,
         "token_endpoint": format!("{base}/{t}/oauth2/v2.0/token"),
         "authorization_endpoint": format!("{base}/{t}/oauth2/v2.0/authorize"),
         "jwks_uri": format!("{base}/{t}/discovery/v2.0/keys"),

@@ -19,6 +19,7 @@ mod faults;
 mod federation;
 mod files;
 mod jwt;
+mod metadata;
 mod operations;
 mod pki;
 mod registry;

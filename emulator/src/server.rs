@@ -1,7 +1,7 @@
 //! `aosm-emulator serve`: prepares the state dir and certificates, starts the registry,
 //! serves HTTPS, writes endpoints.json, and shuts everything down on SIGTERM/SIGINT.
 
-use crate::app::{App, Identity, REGISTRY_TOKEN_ISSUER, RegistryInfo};
+use crate::app::{App, Identity, REGISTRY_TOKEN_ISSUER, RegistryInfo, Subscription};
 use crate::cli::ServeArgs;
 use crate::config::RuntimeConfig;
 use crate::endpoints::{self, Endpoints};
@@ -9,7 +9,7 @@ use crate::jwt::JwtKey;
 use crate::pki::{self, GivenTls};
 use crate::registry::{self, Registry, RegistryOptions};
 use crate::secret::Secret;
-use crate::{acr, acr_front, admin, arm, entra, seed};
+use crate::{acr, acr_front, admin, arm, entra, metadata, seed};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -208,6 +208,10 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     }
     let app = Arc::new(App {
         identity,
+        subscription: Subscription {
+            id: args.subscription_id.clone(),
+            display_name: args.subscription_name.clone(),
+        },
         base_url: base_url.clone(),
         registry: front_listeners
             .as_ref()
@@ -286,13 +290,15 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         arm_endpoint: base_url.clone(),
         authority_host: base_url.clone(),
         tenant_id: app.identity.tenant_id.clone(),
+        subscription_id: app.subscription.id.clone(),
+        subscription_name: app.subscription.display_name.clone(),
         client_id: app.identity.client_id.clone(),
         client_secret: app.identity.client_secret.expose().to_string(),
         ca_file: pki.ca_file.clone(),
         registry: app.registry.as_ref().map(|r| r.host.clone()),
         registry_url: app.registry.as_ref().map(|r| format!("https://{}", r.host)),
         token_endpoint: format!("{base_url}/{}/oauth2/v2.0/token", app.identity.tenant_id),
-        arm_scope: "https://management.azure.com/.default".into(),
+        arm_scope: arm::auth::ARM_SCOPE.into(),
         identity_endpoint: format!("{base_url}/msi/token"),
         identity_header: app.identity.identity_header.expose().to_string(),
         managed_identity_client_id: app.identity.managed_identity_client_id.clone(),
@@ -375,6 +381,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/{tenant}/discovery/v2.0/keys", get(entra::jwks))
         .route("/common/discovery/instance", get(entra::instance_discovery))
         .route("/msi/token", get(entra::managed_identity))
+        .route("/metadata/endpoints", get(metadata::endpoints))
         .route("/oauth2/token", get(acr::token_get).post(acr::token_post))
         .route("/_emulator/health", get(admin::health))
         .route(
@@ -393,14 +400,17 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// ARM paths (`/subscriptions/...` and the operation URLs under `/providers/...`, any
-/// case) go to the ARM handler; anything else is 404.
+/// ARM paths (`/subscriptions`, `/subscriptions/...` and the operation URLs under
+/// `/providers/...`, any case) go to the ARM handler; anything else is 404.
 async fn fallback(state: State<Arc<App>>, req: Request) -> Response {
     let path = req.uri().path();
-    let is_arm = ["/subscriptions/", "/providers/"].iter().any(|prefix| {
-        path.get(..prefix.len())
-            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
-    });
+    let is_arm = path
+        .trim_end_matches('/')
+        .eq_ignore_ascii_case("/subscriptions")
+        || ["/subscriptions/", "/providers/"].iter().any(|prefix| {
+            path.get(..prefix.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+        });
     if !is_arm {
         return (
             StatusCode::NOT_FOUND,

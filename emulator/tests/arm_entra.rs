@@ -556,6 +556,27 @@ fn entra_client_secret_workload_identity_and_managed_identity() {
         .unwrap();
     assert_eq!(jwks["keys"][0]["kty"], "EC");
     assert_eq!(jwks["keys"][0]["kid"], jwt_parts(&wi_token).0["kid"]);
+    // `organizations` has a discovery document too (MSAL reads it on `az logout`); a
+    // tenant that does not exist has none.
+    let discovery = |t: &str| {
+        let resp = emu
+            .client()
+            .get(format!(
+                "{}/{t}/v2.0/.well-known/openid-configuration",
+                emu.base()
+            ))
+            .send()
+            .unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().unwrap())
+    };
+    let (st, orgs) = discovery("organizations");
+    assert_eq!(st, 200, "{orgs}");
+    assert_eq!(
+        orgs["issuer"],
+        format!("{}/{{tenantid}}/v2.0", emu.base()),
+        "{orgs}"
+    );
+    assert_eq!(discovery("not-a-tenant").0, 400);
 
     let stats = emu.stats();
     // Client secret: the ARM token and the two tokens used as assertions; one exchange.
@@ -713,4 +734,57 @@ fn seed_file_ca_reuse_and_given_tls_certificate() {
     assert_eq!(third.ep("caFile"), ca.to_str().unwrap());
     assert_eq!(third.ep["registry"], Value::Null);
     assert_eq!(third.arm_with(None, Method::GET, &p, V2023, None).0, 401);
+}
+
+#[test]
+fn subscriptions_need_a_token_and_list_the_one_subscription_metadata_needs_none() {
+    let emu = no_registry(&[
+        "--subscription-id",
+        "00000000-0000-0000-0000-0000000000aa",
+        "--subscription-name",
+        "Contoso",
+    ]);
+    let sub = emu.ep("subscriptionId");
+    assert_eq!(sub, "00000000-0000-0000-0000-0000000000aa");
+    assert_eq!(emu.ep("subscriptionName"), "Contoso");
+    let (st, _, b) = emu.arm_with(None, Method::GET, "/subscriptions", "2022-12-01", None);
+    assert_eq!((st, code(&b)), (401, "AuthenticationFailed"), "{b}");
+    let t = emu.arm_token();
+    let (st, _, b) = emu.arm_with(Some(&t), Method::GET, "/subscriptions", "2022-12-01", None);
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["value"][0]["subscriptionId"], sub.as_str(), "{b}");
+    assert_eq!(
+        b["value"][0]["tenantId"],
+        emu.ep("tenantId").as_str(),
+        "{b}"
+    );
+    assert_eq!(b["value"][0]["displayName"], "Contoso", "{b}");
+    let path = format!("/subscriptions/{sub}");
+    let (st, _, b) = emu.arm_with(Some(&t), Method::GET, &path, "2022-12-01", None);
+    assert_eq!((st, b["id"].as_str()), (200, Some(path.as_str())), "{b}");
+    let (st, _, b) = emu.arm_with(Some(&t), Method::GET, &path, V2023, None);
+    assert_eq!((st, code(&b)), (400, "InvalidApiVersionParameter"), "{b}");
+    let (st, _, b) = emu.arm_with(
+        Some(&t),
+        Method::GET,
+        "/subscriptions/11111111-1111-1111-1111-111111111111",
+        "2022-12-01",
+        None,
+    );
+    assert_eq!((st, code(&b)), (404, "SubscriptionNotFound"), "{b}");
+    let (st, _, b) = emu.arm_with(Some(&t), Method::DELETE, &path, "2022-12-01", None);
+    assert_eq!((st, code(&b)), (405, "MethodNotAllowed"), "{b}");
+
+    // The cloud metadata document, anonymous, in the shape the api-version asks for.
+    let (st, _, doc) = emu.arm_with(None, Method::GET, "/metadata/endpoints", "2022-09-01", None);
+    assert_eq!(st, 200, "{doc}");
+    assert_eq!(doc["resourceManager"], format!("{}/", emu.base()), "{doc}");
+    assert_eq!(
+        doc["authentication"]["loginEndpoint"],
+        emu.ep("authorityHost")
+    );
+    let (_, _, list) = emu.arm_with(None, Method::GET, "/metadata/endpoints", "2019-05-01", None);
+    assert_eq!(list[0]["resourceManager"], doc["resourceManager"], "{list}");
+    let (_, _, legacy) = emu.arm_with(None, Method::GET, "/metadata/endpoints", "", None);
+    assert!(legacy["portalEndpoint"].is_string(), "{legacy}");
 }

@@ -218,6 +218,8 @@ impl Emulator {
             // token realm whose host is a literal loopback / private IP (an SSRF guard),
             // and the registry's realm is the emulator's advertised URL.
             .args(["--hostname", "localhost"])
+            // The subscription `GET /subscriptions` lists (what `az login` finds).
+            .args(["--subscription-id", SUB])
             .args(extra)
             .env("RUST_LOG", "debug")
             .env("PATH", super::tools::child_path())

@@ -7,6 +7,10 @@ use crate::config::RuntimeConfig;
 use axum::http::{HeaderMap, header};
 use serde::Deserialize;
 
+/// The scope clients ask Entra for ARM tokens with (`armScope` in endpoints.json); its
+/// resource is the first audience of `/metadata/endpoints`.
+pub const ARM_SCOPE: &str = "https://management.azure.com/.default";
+
 /// Audiences ARM accepts (compared without a trailing slash), besides the emulator's own
 /// base URL.
 pub const ARM_AUDIENCES: &[&str] = &[

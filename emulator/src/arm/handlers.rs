@@ -74,6 +74,15 @@ pub fn serve(
                 Action::UpdateState => update_state(app, cfg, &id, body),
             }
         }
+        Route::Subscriptions | Route::Subscription { .. } => {
+            if method != Method::GET {
+                return Err(method_not_allowed(method));
+            }
+            match route {
+                Route::Subscription { id } => super::subscriptions::get(app, &id),
+                _ => Ok(super::subscriptions::list(app)),
+            }
+        }
         Route::Operation { id } => {
             if method != Method::GET {
                 return Err(method_not_allowed(method));

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 mod handlers;
 pub mod route;
+pub mod subscriptions;
 
 use crate::app::{App, lock};
 use crate::faults::Fault;
@@ -74,11 +75,14 @@ fn dispatch(
     let principal = auth::authenticate(app, headers)
         .inspect_err(|_| lock(&app.stats).arm_auth_failures += 1)?;
     let route = route::parse(uri.path());
-    // Operation URLs carry the api-version of the examples' operation URLs.
-    let versions: &[&str] = if matches!(route, Some(route::Route::Operation { .. })) {
-        &[crate::operations::OPERATION_API_VERSION]
-    } else {
-        API_VERSIONS
+    // Operation URLs carry the api-version of the examples' operation URLs; the
+    // subscription routes belong to Microsoft.Resources, with its own versions.
+    let versions: &[&str] = match route {
+        Some(route::Route::Operation { .. }) => &[crate::operations::OPERATION_API_VERSION],
+        Some(route::Route::Subscriptions | route::Route::Subscription { .. }) => {
+            subscriptions::API_VERSIONS
+        }
+        _ => API_VERSIONS,
     };
     let api_version = api_version(uri, versions)?;
     let Some(route) = route else {

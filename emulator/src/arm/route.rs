@@ -42,6 +42,13 @@ pub enum Route {
     },
     /// A POST action on a manifest.
     Action(ResourceId, Action),
+    /// `GET /subscriptions` (Microsoft.Resources, not the emulated provider).
+    Subscriptions,
+    /// `GET /subscriptions/{subscriptionId}`.
+    Subscription {
+        /// The subscription id asked for.
+        id: String,
+    },
     /// An operation poll: `/providers/Microsoft.HybridNetwork/locations/<loc>/operationStatuses/<id>`
     /// (the examples' form), also under `/subscriptions/<sub>` and as `operationResults`.
     Operation {
@@ -71,6 +78,10 @@ pub fn parse(path: &str) -> Option<Route> {
             .then(|| Route::Operation { id: id.to_string() })
     };
     match segs.as_slice() {
+        [s] if eq(s, "subscriptions") => return Some(Route::Subscriptions),
+        [s, id] if eq(s, "subscriptions") && !id.is_empty() => {
+            return Some(Route::Subscription { id: id.to_string() });
+        }
         [p, ns, l, _loc, ops, id]
             if eq(p, "providers") && eq(ns, NAMESPACE) && eq(l, "locations") =>
         {
@@ -187,6 +198,14 @@ mod tests {
             );
         }
         assert!(parse("/providers/Microsoft.HybridNetwork/locations/eastus/other/abc").is_none());
+        assert_eq!(parse("/subscriptions"), Some(Route::Subscriptions));
+        assert_eq!(parse("/Subscriptions/"), Some(Route::Subscriptions));
+        assert_eq!(
+            parse("/subscriptions/00000000-0000-0000-0000-0000000000aa"),
+            Some(Route::Subscription {
+                id: "00000000-0000-0000-0000-0000000000aa".into()
+            })
+        );
         assert!(
             parse("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Other/publishers/p")
                 .is_none()
