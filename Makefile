@@ -7,7 +7,7 @@ SHELL := bash
 # installed and cached by scripts/tools.sh, which prints their bin directory last.
 TOOLS := bash scripts/tools.sh
 
-.PHONY: help test test-unit build demo demo-copy bench fmt lint tools transfer-example store-example crds crdcheck image bench-controller
+.PHONY: help test test-unit test-node build demo demo-copy bench fmt lint tools transfer-example store-example crds crdcheck image bench-controller
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ test: ## tools, then cargo fmt --check, clippy -D warnings, cargo test (what CI 
 
 test-unit: ## the fast tier: unit and in-process tests (fake registry, fake API server), no external tool
 	cargo test --workspace --lib --bins --test 'inproc_*'
+
+test-node: ## the node tier alone (root): a real single-node cluster, pods pulling from the bridge (tests/node_e2e.rs)
+	@bin=$$($(TOOLS) | tail -n 1); export PATH="$$bin:$$PATH"; cargo test --test node_e2e
 
 build: ## release build: target/release/aosm-artifact-operator
 	cargo build --release

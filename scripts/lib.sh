@@ -179,6 +179,22 @@ kube_assets() {
   fi
 }
 
+# node_assets ROOT: print the directory holding the node components (kubelet, kube-proxy,
+# kube-scheduler, kube-controller-manager, pause) that scripts/tools.sh builds: $AOSM_KUBE_ASSETS
+# when set, else the default cache of `kube_assets` (rule 3; never $KUBEBUILDER_ASSETS, which
+# holds only kube-apiserver and etcd and is not ours to write into). The same rule as
+# tests/support/node.rs's `node_assets_dir()`.
+node_assets() {
+  local root=$1 version
+  if [[ -n "${AOSM_KUBE_ASSETS:-}" ]]; then
+    echo "$AOSM_KUBE_ASSETS"
+  else
+    version=$(bash "$root/scripts/kube/build.sh" versions | awk '{print $1}')
+    [[ -n "$version" ]] || die "cannot read the Kubernetes version from $root/scripts/kube/apiserver/go.mod"
+    echo "${XDG_CACHE_HOME:-$HOME/.cache}/aosm-artifact-operator/kube/$version"
+  fi
+}
+
 # port_free PORT: true when nothing listens on 127.0.0.1:PORT.
 port_free() {
   python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1]))); s.close()' "$1" 2>/dev/null

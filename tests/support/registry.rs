@@ -32,6 +32,9 @@ pub struct RegistryOptions {
     /// Serve https with these files instead (`server.pem`/`server.key` beside `ca_pem`),
     /// e.g. the test CA the whole test binary trusts ([`super::emulator::test_ca`]).
     pub tls_files: Option<TlsFiles>,
+    /// Listen on this address instead of 127.0.0.1 (e.g. the node cluster's bridge
+    /// address, where pods reach it: `tests/support/node.rs`).
+    pub bind: Option<std::net::Ipv4Addr>,
 }
 
 /// Files of a TLS registry's test PKI.
@@ -51,6 +54,7 @@ pub struct Registry {
     id: String,
     auth: Option<(String, String)>,
     tls: Option<TlsFiles>,
+    ip: std::net::Ipv4Addr,
 }
 
 /// Ports handed out by this process, so two registries of one test binary never race
@@ -117,6 +121,7 @@ impl Registry {
             .clone()
             .or_else(|| opts.tls.then(|| make_test_pki(dir.path())));
 
+        let ip = opts.bind.unwrap_or(std::net::Ipv4Addr::LOCALHOST);
         let mut last_log = String::new();
         for _attempt in 0..START_ATTEMPTS {
             let port = free_port();
@@ -124,7 +129,7 @@ impl Registry {
             let config = dir.path().join("config.yml");
             std::fs::write(
                 &config,
-                config_yaml(port, &storage, &id, htpasswd.as_deref(), tls.as_ref()),
+                config_yaml(ip, port, &storage, &id, htpasswd.as_deref(), tls.as_ref()),
             )
             .unwrap();
             let log_path = dir.path().join("registry.log");
@@ -146,6 +151,7 @@ impl Registry {
                 id,
                 auth: opts.basic_auth.clone(),
                 tls: tls.clone(),
+                ip,
             };
             match reg.wait_ready() {
                 Ok(()) => return reg,
@@ -210,9 +216,9 @@ impl Registry {
         Some(())
     }
 
-    /// `127.0.0.1:PORT`, the registry part of a reference.
+    /// `127.0.0.1:PORT` (or the `bind` address), the registry part of a reference.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
     pub fn port(&self) -> u16 {
@@ -389,6 +395,7 @@ impl Drop for Registry {
 }
 
 fn config_yaml(
+    ip: std::net::Ipv4Addr,
     port: u16,
     storage: &Path,
     id: &str,
@@ -400,7 +407,7 @@ fn config_yaml(
          log:\n  level: error\n  accesslog:\n    disabled: true\n\
          storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  \
          maintenance:\n    uploadpurging:\n      enabled: false\n\
-         http:\n  addr: 127.0.0.1:{port}\n  headers:\n    X-Aosm-Test-Registry: [\"{id}\"]\n",
+         http:\n  addr: {ip}:{port}\n  headers:\n    X-Aosm-Test-Registry: [\"{id}\"]\n",
         storage.display()
     );
     if let Some(tls) = tls {

@@ -1,0 +1,3 @@
+module aosm-artifact-operator/tests/node/probe
+
+go 1.25.0
