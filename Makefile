@@ -42,8 +42,8 @@ image: ## static binary + OCI image (no Docker), pushed: make image IMAGE=host[:
 	@[[ -n "$(IMAGE)" ]] || { echo "usage: make image IMAGE=host[:port]/repo:tag [INSECURE=1]  (e.g. IMAGE=127.0.0.1:5000/aosm-artifact-operator:0.1.0)" >&2; exit 2; }
 	INSECURE=$(INSECURE) bash scripts/image.sh "$(IMAGE)"
 
-demo: ## the operator end to end: local kube-apiserver, registries, Helm repo, AOSM emulator, helm install, examples/publish/
-	bash scripts/demo.sh
+demo: ## the operator end to end: local kube-apiserver, registries, Helm repo, AOSM emulator, helm install, examples/publish/ (NODE=1, root: the controller as a pod on a single-node cluster)
+	NODE=$(NODE) bash scripts/demo.sh
 
 demo-copy: ## the copy engine alone: two registries + a Helm repo, an image index and a chart copied with the CLI
 	bash scripts/demo-copy.sh

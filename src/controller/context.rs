@@ -35,6 +35,10 @@ pub struct Context {
     pub policy: TenantPolicy,
     /// Transfers of one namespace running at once.
     pub namespace_slots: NamespaceSlots,
+    /// Cancelled on SIGTERM or a lost Lease: attempts in flight stop at once (a transfer is
+    /// resumable and never tagged half-way), so the process exits within the pod's grace
+    /// period and a standby takes over the Lease and the transfers.
+    pub shutdown: tokio_util::sync::CancellationToken,
     /// Consecutive failures per object (`kind/namespace/name`), for backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -61,6 +65,7 @@ impl Context {
             progress_interval: Duration::from_secs(10),
             policy: TenantPolicy::default(),
             namespace_slots: NamespaceSlots::new(DEFAULT_MAX_CONCURRENT_PER_NAMESPACE),
+            shutdown: tokio_util::sync::CancellationToken::new(),
             failures: Mutex::new(HashMap::new()),
         }
     }

@@ -184,6 +184,7 @@ pub async fn run_manager(config: Config, client: Client) -> Result<(), Error> {
     context.progress_interval = config.progress_interval;
     context.policy = config.policy.clone();
     context.namespace_slots = NamespaceSlots::new(config.max_concurrent_per_namespace);
+    context.shutdown = shutdown.clone();
     let ctx = Arc::new(context);
 
     let controllers = controllers(&config, client, ctx, &readiness, &shutdown);

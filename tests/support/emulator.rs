@@ -196,6 +196,52 @@ impl Emulator {
     pub fn start(extra: &[&str]) -> Self {
         let ca = test_ca();
         let pki = ca.ca_pem.parent().unwrap();
+        let mut args: Vec<String> = vec![
+            "--tls-cert".into(),
+            pki.join("server.pem").display().to_string(),
+            "--tls-key".into(),
+            pki.join("server.key").display().to_string(),
+            "--tls-ca".into(),
+            ca.ca_pem.display().to_string(),
+            // Advertise `localhost`, not 127.0.0.1: crane (go-containerregistry) refuses a
+            // token realm whose host is a literal loopback / private IP (an SSRF guard),
+            // and the registry's realm is the emulator's advertised URL.
+            "--hostname".into(),
+            "localhost".into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let emu = Self::spawn(&args);
+        assert_eq!(
+            emu.ep("caFile"),
+            ca.ca_pem.display().to_string(),
+            "the emulator must report the test CA as caFile"
+        );
+        emu
+    }
+
+    /// The emulator listening on `ip` (e.g. the node tier's bridge address, so pods reach
+    /// it), with certificates of its own CA for `ip` and `storage_host` (the host blob
+    /// GETs are redirected to, which must differ from the registry's, as ACR's does; pods
+    /// need it in their /etc/hosts).
+    pub fn start_on(ip: &str, storage_host: &str, extra: &[&str]) -> Self {
+        let mut args: Vec<String> = [
+            "--listen",
+            &format!("{ip}:0"),
+            "--registry-listen",
+            &format!("{ip}:0"),
+            "--hostname",
+            ip,
+            "--storage-hostname",
+            storage_host,
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Self::spawn(&args)
+    }
+
+    fn spawn(args: &[String]) -> Self {
         let bin = emulator_bin();
         let dir = tempfile::Builder::new()
             .prefix("aosm-emulator-")
@@ -208,19 +254,9 @@ impl Emulator {
         cmd.arg("serve")
             .arg("--state-dir")
             .arg(&state)
-            .arg("--tls-cert")
-            .arg(pki.join("server.pem"))
-            .arg("--tls-key")
-            .arg(pki.join("server.key"))
-            .arg("--tls-ca")
-            .arg(&ca.ca_pem)
-            // Advertise `localhost`, not 127.0.0.1: crane (go-containerregistry) refuses a
-            // token realm whose host is a literal loopback / private IP (an SSRF guard),
-            // and the registry's realm is the emulator's advertised URL.
-            .args(["--hostname", "localhost"])
             // The subscription `GET /subscriptions` lists (what `az login` finds).
             .args(["--subscription-id", SUB])
-            .args(extra)
+            .args(args)
             .env("RUST_LOG", "debug")
             .env("PATH", super::tools::child_path())
             .env_remove("SSL_CERT_FILE")
@@ -244,7 +280,8 @@ impl Emulator {
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok())
         });
-        let ca_pem = std::fs::read(&ca.ca_pem).unwrap();
+        let ca_file = ep["caFile"].as_str().expect("caFile in endpoints.json");
+        let ca_pem = std::fs::read(ca_file).unwrap();
         let http = reqwest::Client::builder()
             .tls_certs_only(reqwest::Certificate::from_pem_bundle(&ca_pem).expect("CA PEM"))
             .no_proxy()
@@ -252,20 +289,14 @@ impl Emulator {
             .timeout(Duration::from_secs(30))
             .build()
             .expect("reqwest client");
-        let emu = Emulator {
+        Emulator {
             child: Some(child),
             dir,
             state,
             ep,
             http,
             arm_token: Mutex::new(None),
-        };
-        assert_eq!(
-            emu.ep("caFile"),
-            ca.ca_pem.display().to_string(),
-            "the emulator must report the test CA as caFile"
-        );
-        emu
+        }
     }
 
     /// A string field of `endpoints.json`.
@@ -287,6 +318,11 @@ impl Emulator {
     }
 
     /// The CA (PEM) of the emulator's listener and registry.
+    /// The emulator's state directory (its registry's storage is under `registry/`).
+    pub fn state_dir(&self) -> &Path {
+        &self.state
+    }
+
     pub fn ca_file(&self) -> PathBuf {
         test_ca().ca_pem.clone()
     }

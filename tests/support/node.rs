@@ -23,7 +23,8 @@ pub const UP_TIMEOUT: Duration = Duration::from_secs(300);
 /// Upper bound for `down` (deletes the pods, then stops everything).
 pub const DOWN_TIMEOUT: Duration = Duration::from_secs(180);
 
-fn root() -> PathBuf {
+/// The repository's root.
+pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 

@@ -90,9 +90,21 @@ async fn reconcile_inner(t: &ArtifactTransfer, ctx: &Context) -> Result<Outcome,
                 tracing::debug!(transfer = %key(t), retry_in = ?delay, "namespace at its concurrent-transfer cap; queued");
                 return Ok(Outcome::new(Action::requeue(delay), "queued"));
             };
-            match decision {
-                Decision::Recheck => attempt::recheck(t, ctx).await,
-                _ => attempt::perform(t, ctx, None).await,
+            let attempt = async {
+                match decision {
+                    Decision::Recheck => attempt::recheck(t, ctx).await,
+                    _ => attempt::perform(t, ctx, None).await,
+                }
+            };
+            // Shutting down: the attempt stops where it is (nothing tagged half-way; the
+            // status still says Reconciling), and whoever holds the Lease next runs it
+            // again, skipping the blobs already uploaded.
+            tokio::select! {
+                outcome = attempt => outcome,
+                () = ctx.shutdown.cancelled() => {
+                    tracing::info!(transfer = %key(t), "shutting down: attempt abandoned, to be resumed by the next leader");
+                    Ok(Outcome::new(Action::await_change(), "interrupted"))
+                }
             }
         }
     }
