@@ -48,10 +48,11 @@ else
 fi
 
 tools_path "$ROOT"
-CLI=$(find_cli "$ROOT")
+# In a pod the controller is the image's binary (NODE=1 builds it with scripts/image.sh).
+[[ "$NODE" == 1 ]] || CLI=$(find_cli "$ROOT")
 log "building aosm-emulator: cargo build --release -p aosm-emulator"
 (cd "$ROOT" && cargo build --release --quiet -p aosm-emulator) >&2 || die "cargo build -p aosm-emulator failed"
-EMULATOR=$ROOT/target/release/aosm-emulator
+EMULATOR=${CARGO_TARGET_DIR:-$ROOT/target}/release/aosm-emulator
 BUILT=$(elapsed)
 
 lib_tmpdir WORK

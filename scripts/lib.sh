@@ -149,7 +149,7 @@ find_cli() {
   fi
   log "building the CLI: cargo build --release"
   (cd "$root" && cargo build --release --quiet) >&2 || die "cargo build --release failed"
-  echo "$root/target/release/aosm-artifact-operator"
+  echo "${CARGO_TARGET_DIR:-$root/target}/release/aosm-artifact-operator"
 }
 
 # tools_path ROOT: run scripts/tools.sh (installs/caches the pinned tools) and put its bin dir on PATH.
