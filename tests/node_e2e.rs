@@ -89,54 +89,36 @@ spec:
         "    pod/restricted Ready {:.1}s after kubectl apply",
         started.elapsed().as_secs_f64()
     );
-    // The container's process, seen from the host through containerd's task: its status.
-    let pid = ctx
-        .cluster
-        .kubectl([
-            "get",
-            "pod",
-            "restricted",
-            "-o",
-            "jsonpath={.status.containerStatuses[0].containerID}",
-        ])
-        .stdout;
-    let id = pid.trim().trim_start_matches("containerd://").to_string();
-    assert!(!id.is_empty(), "no container ID for pod/restricted");
-    let ctr = support::Cmd::new("ctr")
-        .args(["--address", ctx.cluster.env("CONTAINERD_SOCK")])
-        .args(["-n", "k8s.io", "tasks", "ls"])
-        .ok();
-    let task_pid: u32 = ctr
-        .stdout
-        .lines()
-        .find(|l| l.starts_with(&id))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("task {id} not in `ctr tasks ls`\n{ctr}"));
-    let status = std::fs::read_to_string(format!("/proc/{task_pid}/status"))
-        .unwrap_or_else(|e| panic!("read /proc/{task_pid}/status: {e}"));
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}:")))
-            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
-            .unwrap_or_default()
-    };
-    assert_eq!(field("Uid"), "65532 65532 65532 65532", "{status}");
-    assert_eq!(field("CapEff"), "0000000000000000", "{status}");
-    assert_eq!(field("CapBnd"), "0000000000000000", "{status}");
-    assert_eq!(field("NoNewPrivs"), "1", "{status}");
-    assert_eq!(field("Seccomp"), "2", "seccomp filter mode\n{status}");
-    let mounts = std::fs::read_to_string(format!("/proc/{task_pid}/mounts")).unwrap();
-    let root = mounts
-        .lines()
-        .find(|l| l.split(' ').nth(1) == Some("/"))
-        .unwrap_or_else(|| panic!("no / in the container's mounts\n{mounts}"));
+    // The container's process, seen from the host through containerd's task.
+    let process = ctx.cluster.process_status("default", "restricted");
+    assert_eq!(
+        process.field("Uid"),
+        "65532 65532 65532 65532",
+        "{}",
+        process.status
+    );
+    assert_eq!(
+        process.field("CapEff"),
+        "0000000000000000",
+        "{}",
+        process.status
+    );
+    assert_eq!(
+        process.field("CapBnd"),
+        "0000000000000000",
+        "{}",
+        process.status
+    );
+    assert_eq!(process.field("NoNewPrivs"), "1", "{}", process.status);
+    assert_eq!(
+        process.field("Seccomp"),
+        "2",
+        "seccomp filter mode\n{}",
+        process.status
+    );
     assert!(
-        root.split(' ')
-            .nth(3)
-            .is_some_and(|o| o.split(',').any(|o| o == "ro")),
-        "the root file system is not read-only: {root}"
+        process.root_read_only,
+        "the root file system is not read-only"
     );
 }
 

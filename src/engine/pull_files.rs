@@ -25,6 +25,7 @@ use super::digest::{Hasher, quote_untrusted};
 use super::error::{EngineError, Result};
 use super::media::{is_index, links};
 use super::progress::Progress;
+use super::registry::RawManifest;
 
 /// The annotation naming a layer's file.
 pub const TITLE_ANNOTATION: &str = "org.opencontainers.image.title";
@@ -116,6 +117,76 @@ pub(super) async fn helm_archive_name(src: &Endpoint, config: &Layer) -> Result<
     Ok(format!("{}-{}.tgz", chart.name, chart.version))
 }
 
+/// The manifest `src` names (its tag or digest, else `latest`), digest-checked.
+pub(super) async fn fetch_manifest(src: &Endpoint) -> Result<RawManifest> {
+    let reference = &src.reference;
+    let tag_or_digest = reference.manifest_reference().unwrap_or("latest");
+    src.client
+        .get_manifest(&reference.repository, tag_or_digest)
+        .await
+}
+
+/// An unusable answer about the manifest of `src`.
+pub(super) fn manifest_protocol(src: &Endpoint, reason: String) -> EngineError {
+    EngineError::Protocol {
+        host: src.client.host().to_string(),
+        action: format!("GET manifest {}", src.reference),
+        reason,
+    }
+}
+
+/// The config and layers of an image manifest; every digest is checked before any of
+/// them reaches a URL.
+pub(super) fn parse_layers(src: &Endpoint, manifest: &RawManifest) -> Result<Layers> {
+    links(&manifest.bytes).map_err(|r| manifest_protocol(src, r))?;
+    serde_json::from_slice(&manifest.bytes)
+        .map_err(|e| manifest_protocol(src, format!("manifest is not valid JSON: {e}")))
+}
+
+/// Streams `layer` from `src` into `sink`, chunk by chunk, refusing a body longer than its
+/// descriptor on the way, and checks its size and digest at the end.
+pub(super) async fn stream_layer(
+    src: &Endpoint,
+    layer: &Layer,
+    mut sink: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let host = src.client.host().to_string();
+    let mut hasher = Hasher::for_digest(&layer.digest)
+        .map_err(|e| EngineError::InvalidInput(format!("layer {}: {e}", layer.digest)))?;
+    let source = BlobSource::Registry {
+        client: src.client.clone(),
+        repository: src.reference.repository.clone(),
+    };
+    let mut stream = source.open(&layer.digest, 0, layer.size).await?;
+    let mut written = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        written += chunk.len() as u64;
+        if written > layer.size {
+            return Err(EngineError::Protocol {
+                host,
+                action: format!("GET blob {}", layer.digest),
+                reason: format!(
+                    "the blob is longer than its descriptor's {} bytes",
+                    layer.size
+                ),
+            });
+        }
+        hasher.update(&chunk);
+        sink(&chunk)?;
+    }
+    let actual = hasher.digest();
+    if written != layer.size || actual != layer.digest {
+        return Err(EngineError::DigestMismatch {
+            what: format!("layer of {written} bytes (descriptor: {})", layer.size),
+            location: format!("{}/{}", host, src.reference.repository),
+            expected: layer.digest.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
 /// Pulls the artifact `src` names into `dir` (created if missing).
 pub async fn pull_files(
     src: &Endpoint,
@@ -124,29 +195,15 @@ pub async fn pull_files(
     progress: &dyn Progress,
 ) -> Result<PullSummary> {
     let reference = &src.reference;
-    let tag_or_digest = reference
-        .manifest_reference()
-        .unwrap_or("latest")
-        .to_string();
-    let manifest = src
-        .client
-        .get_manifest(&reference.repository, &tag_or_digest)
-        .await?;
+    let manifest = fetch_manifest(src).await?;
     if is_index(&manifest.media_type) {
         return Err(EngineError::InvalidInput(format!(
             "{reference} is an index ({}); pull one of its manifests by digest",
             manifest.media_type
         )));
     }
-    let protocol = |reason: String| EngineError::Protocol {
-        host: src.client.host().to_string(),
-        action: format!("GET manifest {reference}"),
-        reason,
-    };
-    // Every digest checked before any of them reaches a URL.
-    links(&manifest.bytes).map_err(protocol)?;
-    let parsed: Layers = serde_json::from_slice(&manifest.bytes)
-        .map_err(|e| protocol(format!("manifest is not valid JSON: {e}")))?;
+    let protocol = |reason: String| manifest_protocol(src, reason);
+    let parsed = parse_layers(src, &manifest)?;
 
     // Every name checked, and every destination, before anything is written.
     std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir.display(), e))?;
@@ -326,42 +383,13 @@ async fn download(
         .prefix(".aosm-pull-")
         .tempfile_in(parent)
         .map_err(|e| EngineError::io(parent.display(), e))?;
-    let mut hasher = Hasher::for_digest(&layer.digest)
-        .map_err(|e| EngineError::InvalidInput(format!("layer {}: {e}", layer.digest)))?;
-    let host = src.client.host().to_string();
-    let source = BlobSource::Registry {
-        client: src.client.clone(),
-        repository: src.reference.repository.clone(),
-    };
-    let mut stream = source.open(&layer.digest, 0, layer.size).await?;
-    let mut written = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        written += chunk.len() as u64;
-        if written > layer.size {
-            return Err(EngineError::Protocol {
-                host,
-                action: format!("GET blob {}", layer.digest),
-                reason: format!(
-                    "the blob is longer than its descriptor's {} bytes",
-                    layer.size
-                ),
-            });
-        }
-        hasher.update(&chunk);
-        temp.write_all(&chunk)
+    stream_layer(src, layer, |chunk| {
+        temp.write_all(chunk)
             .map_err(|e| EngineError::io(temp.path().display(), e))?;
         progress.bytes(chunk.len() as u64);
-    }
-    let actual = hasher.digest();
-    if written != layer.size || actual != layer.digest {
-        return Err(EngineError::DigestMismatch {
-            what: format!("layer of {written} bytes (descriptor: {})", layer.size),
-            location: format!("{}/{}", host, src.reference.repository),
-            expected: layer.digest.clone(),
-            actual,
-        });
-    }
+        Ok(())
+    })
+    .await?;
     temp.as_file()
         .sync_all()
         .map_err(|e| EngineError::io(temp.path().display(), e))?;

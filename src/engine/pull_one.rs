@@ -6,14 +6,12 @@
 //! Nothing is fetched beyond the manifest when the caller already holds its digest, and
 //! the layer's descriptor is checked against the limit before any of its bytes are read.
 
-use futures_util::StreamExt as _;
-
-use super::blob::BlobSource;
 use super::copy::Endpoint;
-use super::digest::{Hasher, quote_untrusted};
 use super::error::{EngineError, Result};
-use super::media::{is_index, links};
-use super::pull_files::{HELM_CONFIG, Layers, TITLE_ANNOTATION, helm_archive_name};
+use super::media::is_index;
+use super::pull_files::{
+    HELM_CONFIG, TITLE_ANNOTATION, fetch_manifest, helm_archive_name, parse_layers, stream_layer,
+};
 
 /// The one file of an artifact.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,14 +46,7 @@ pub async fn read_one_file(
     known: Option<&str>,
 ) -> Result<FileRead> {
     let reference = &src.reference;
-    let tag_or_digest = reference
-        .manifest_reference()
-        .unwrap_or("latest")
-        .to_string();
-    let manifest = src
-        .client
-        .get_manifest(&reference.repository, &tag_or_digest)
-        .await?;
+    let manifest = fetch_manifest(src).await?;
     if known == Some(manifest.digest.as_str()) {
         return Ok(FileRead {
             digest: manifest.digest,
@@ -73,14 +64,7 @@ pub async fn read_one_file(
             manifest.media_type
         )));
     }
-    let protocol = |reason: String| EngineError::Protocol {
-        host: src.client.host().to_string(),
-        action: format!("GET manifest {reference}"),
-        reason,
-    };
-    links(&manifest.bytes).map_err(protocol)?;
-    let parsed: Layers = serde_json::from_slice(&manifest.bytes)
-        .map_err(|e| protocol(format!("manifest is not valid JSON: {e}")))?;
+    let parsed = parse_layers(src, &manifest)?;
     let [layer] = parsed.layers.as_slice() else {
         return Err(not_one(format!(
             "it has {} layers, and one file is one layer; pull it into a directory instead",
@@ -100,36 +84,14 @@ pub async fn read_one_file(
         }
         (None, _) => None,
     };
-    let source = BlobSource::Registry {
-        client: src.client.clone(),
-        repository: reference.repository.clone(),
-    };
-    let mut hasher = Hasher::for_digest(&layer.digest)
-        .map_err(|e| protocol(format!("layer {}: {e}", quote_untrusted(&layer.digest, 80))))?;
-    let mut stream = source.open(&layer.digest, 0, layer.size).await?;
-    // The size was checked against `max_bytes`: a body longer than stated is refused on the
-    // way, so memory never holds more than the limit.
+    // The size was checked against `max_bytes`, and a body longer than stated is refused
+    // on the way: memory never holds more than the limit.
     let mut data = Vec::with_capacity(usize::try_from(layer.size).unwrap_or(0));
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        if (data.len() + chunk.len()) as u64 > layer.size {
-            return Err(protocol(format!(
-                "blob {} is longer than its descriptor's {} bytes",
-                layer.digest, layer.size
-            )));
-        }
-        hasher.update(&chunk);
-        data.extend_from_slice(&chunk);
-    }
-    let actual = hasher.digest();
-    if data.len() as u64 != layer.size || actual != layer.digest {
-        return Err(EngineError::DigestMismatch {
-            what: format!("layer of {} bytes (descriptor: {})", data.len(), layer.size),
-            location: format!("{}/{}", src.client.host(), reference.repository),
-            expected: layer.digest.clone(),
-            actual,
-        });
-    }
+    stream_layer(src, layer, |chunk| {
+        data.extend_from_slice(chunk);
+        Ok(())
+    })
+    .await?;
     Ok(FileRead {
         digest: manifest.digest,
         media_type: manifest.media_type,

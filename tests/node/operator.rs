@@ -182,8 +182,17 @@ fn json_of(out: &support::Output) -> Value {
     serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e})\n{out}"))
 }
 
-/// The operator's pods (name, uid, Ready, restarts).
-fn operator_pods(ctx: &Ctx) -> Vec<(String, String, bool, u64)> {
+/// One of the operator's pods.
+struct Pod {
+    name: String,
+    uid: String,
+    ready: bool,
+    restarts: u64,
+    image: String,
+}
+
+/// The operator's pods, those being deleted left out.
+fn operator_pods(ctx: &Ctx) -> Vec<Pod> {
     let pods = json_of(&ctx.cluster.kubectl([
         "get",
         "pods",
@@ -194,32 +203,24 @@ fn operator_pods(ctx: &Ctx) -> Vec<(String, String, bool, u64)> {
         "-o",
         "json",
     ]));
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
     pods["items"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-        .map(|p| {
-            let ready = p["status"]["conditions"]
+        .map(|p| Pod {
+            name: text(&p["metadata"]["name"]),
+            uid: text(&p["metadata"]["uid"]),
+            ready: p["status"]["conditions"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True");
-            let restarts = p["status"]["containerStatuses"][0]["restartCount"]
+                .any(|c| c["type"] == "Ready" && c["status"] == "True"),
+            restarts: p["status"]["containerStatuses"][0]["restartCount"]
                 .as_u64()
-                .unwrap_or(0);
-            (
-                p["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                p["metadata"]["uid"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                ready,
-                restarts,
-            )
+                .unwrap_or(0),
+            image: text(&p["spec"]["containers"][0]["image"]),
         })
         .collect()
 }
@@ -358,11 +359,18 @@ pub fn operator_installed_by_the_chart_runs_restricted(ctx: &Ctx) {
     ]));
     assert_eq!(deployment["status"]["availableReplicas"], 2, "{deployment}");
     let pods = operator_pods(ctx);
-    assert_eq!(pods.len(), 2, "{pods:?}");
-    for (name, _, ready, restarts) in &pods {
+    let names: Vec<&str> = pods.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(pods.len(), 2, "{names:?}");
+    for Pod {
+        name,
+        ready,
+        restarts,
+        ..
+    } in &pods
+    {
         assert!(ready, "pod {name} is not Ready");
         assert_eq!(*restarts, 0, "pod {name} restarted");
-        let status = process_status(ctx, SYSTEM_NS, name);
+        let status = ctx.cluster.process_status(SYSTEM_NS, name);
         assert_eq!(status.field("Uid"), "65532 65532 65532 65532", "{name}");
         assert_eq!(status.field("CapEff"), "0000000000000000", "{name}");
         assert_eq!(status.field("NoNewPrivs"), "1", "{name}");
@@ -374,7 +382,7 @@ pub fn operator_installed_by_the_chart_runs_restricted(ctx: &Ctx) {
     }
     // One of them leads.
     let holder = wait_for_value("a Lease holder", READY, || leader(ctx));
-    assert!(pods.iter().any(|(n, ..)| *n == holder), "{holder} {pods:?}");
+    assert!(names.contains(&holder.as_str()), "{holder} {names:?}");
 }
 
 /// Entra (the emulator) checks the cluster's tokens as Entra does: the operator's
@@ -528,27 +536,12 @@ fn registry_pod(ctx: &Ctx, op: &Operator) -> String {
         "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/registry\n  delete:\n    enabled: true\nhttp:\n  addr: :5000\n",
     )
     .unwrap();
-    let layer = ctx.scratch.path().join("registry-layer.tar");
-    support::Cmd::new("tar")
-        .args([
-            "--sort=name",
-            "--owner=0",
-            "--group=0",
-            "--numeric-owner",
-            "--mtime=@0",
-            "-C",
-        ])
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&layer)
-        .args(["registry", "etc"])
-        .ok();
-    let image = op.registry.reference("distribution-registry:3");
-    support::Cmd::new(support::tools::require("crane"))
-        .args(["append", "--insecure", "--platform", "linux/amd64", "-f"])
-        .arg(&layer)
-        .args(["-t", &image])
-        .ok();
+    let image = node::push_rootfs_image(
+        &op.registry,
+        &rootfs,
+        &["registry", "etc"],
+        "distribution-registry:3",
+    );
     ctx.cluster.apply(&format!(
         "apiVersion: v1
 kind: Namespace
@@ -698,11 +691,11 @@ pub fn leader_failover_mid_transfer_and_upgrade_lose_nothing(ctx: &Ctx) {
     let pulled = wait_ready(ctx, &["pull-big"], READY).remove(0);
     assert_eq!(digest_of(&pulled), big.digest);
     let leader_now = leader(ctx).expect("a leader");
-    let (_, uid, ..) = operator_pods(ctx)
+    let leader_pod = operator_pods(ctx)
         .into_iter()
-        .find(|(n, ..)| *n == leader_now)
+        .find(|p| p.name == leader_now)
         .expect("the leader's pod");
-    let peak = pod_memory_peak(&uid);
+    let peak = pod_memory_peak(&leader_pod.uid);
     let limit: u64 = 512 << 20;
     eprintln!(
         "    peak memory of the pod that moved 1 GiB in and 1 GiB out: {:.1} MiB (chart limit {} MiB)",
@@ -743,31 +736,11 @@ pub fn leader_failover_mid_transfer_and_upgrade_lose_nothing(ctx: &Ctx) {
             "--timeout=300s",
         ])
         .assert_success();
-    // The old pods terminate; two new ones run the new tag.
+    // Two pods of the new tag run, Ready (the old ones are terminating or gone).
     wait_for_value("two pods of the new image, Ready", READY, || {
-        let pods = json_of(&cluster.kubectl([
-            "get",
-            "pods",
-            "-n",
-            SYSTEM_NS,
-            "-l",
-            "app.kubernetes.io/name=aosm-artifact-operator",
-            "-o",
-            "json",
-        ]));
-        let items = pods["items"].as_array().cloned().unwrap_or_default();
-        (items.len() == 2
-            && items.iter().all(|p| {
-                p["spec"]["containers"][0]["image"]
-                    .as_str()
-                    .is_some_and(|i| i.ends_with(":e2e-2"))
-                    && p["status"]["conditions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            }))
-        .then_some(())
+        let pods = operator_pods(ctx);
+        (pods.len() == 2 && pods.iter().all(|p| p.ready && p.image.ends_with(":e2e-2")))
+            .then_some(())
     });
     assert_eq!(
         transfers(ctx),
@@ -850,8 +823,8 @@ fn find_dir(dir: &std::path::Path, name: &str) -> Option<PathBuf> {
 pub fn operator_logs_hold_no_secret(ctx: &Ctx) {
     let op = operator(ctx);
     let mut logs = String::new();
-    for (name, ..) in operator_pods(ctx) {
-        let out = ctx.cluster.kubectl(["logs", &name, "-n", SYSTEM_NS]);
+    for pod in operator_pods(ctx) {
+        let out = ctx.cluster.kubectl(["logs", &pod.name, "-n", SYSTEM_NS]);
         out.assert_success();
         logs.push_str(&out.stdout);
         logs.push_str(&out.stderr);
@@ -870,63 +843,4 @@ pub fn operator_logs_hold_no_secret(ctx: &Ctx) {
 /// Polls `f` until it gives a value.
 fn wait_for_value<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
     support::wait_for(what, timeout, f)
-}
-
-/// A container's process seen from the host (through containerd): `/proc/PID/status` and
-/// whether its root is mounted read-only.
-struct ProcessStatus {
-    status: String,
-    root_read_only: bool,
-}
-
-impl ProcessStatus {
-    fn field(&self, name: &str) -> String {
-        self.status
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}:")))
-            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
-            .unwrap_or_default()
-    }
-}
-
-fn process_status(ctx: &Ctx, ns: &str, pod: &str) -> ProcessStatus {
-    let id = ctx
-        .cluster
-        .kubectl([
-            "get",
-            "pod",
-            pod,
-            "-n",
-            ns,
-            "-o",
-            "jsonpath={.status.containerStatuses[0].containerID}",
-        ])
-        .stdout
-        .trim()
-        .trim_start_matches("containerd://")
-        .to_string();
-    assert!(!id.is_empty(), "no container ID for pod {ns}/{pod}");
-    let ctr = support::Cmd::new("ctr")
-        .args(["--address", ctx.cluster.env("CONTAINERD_SOCK")])
-        .args(["-n", "k8s.io", "tasks", "ls"])
-        .ok();
-    let pid: u32 = ctr
-        .stdout
-        .lines()
-        .find(|l| l.starts_with(&id))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("task {id} not in `ctr tasks ls`\n{ctr}"));
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
-    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mounts")).unwrap_or_default();
-    let root_read_only = mounts
-        .lines()
-        .find(|l| l.split(' ').nth(1) == Some("/"))
-        .and_then(|l| l.split(' ').nth(3))
-        .is_some_and(|o| o.split(',').any(|o| o == "ro"));
-    ProcessStatus {
-        status,
-        root_read_only,
-    }
 }

@@ -196,6 +196,49 @@ impl NodeCluster {
         .expect("write hosts.toml");
     }
 
+    /// The first container of pod `ns/pod` as a process of this machine (found through
+    /// containerd's task list): its `/proc` status and whether its root is read-only.
+    pub fn process_status(&self, ns: &str, pod: &str) -> ProcessStatus {
+        let id = self
+            .kubectl([
+                "get",
+                "pod",
+                pod,
+                "-n",
+                ns,
+                "-o",
+                "jsonpath={.status.containerStatuses[0].containerID}",
+            ])
+            .stdout
+            .trim()
+            .trim_start_matches("containerd://")
+            .to_string();
+        assert!(!id.is_empty(), "no container ID for pod {ns}/{pod}");
+        let ctr = Cmd::new("ctr")
+            .args(["--address", self.env("CONTAINERD_SOCK")])
+            .args(["-n", "k8s.io", "tasks", "ls"])
+            .ok();
+        let pid: u32 = ctr
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&id))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("task {id} not in `ctr tasks ls`\n{ctr}"));
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+        let mounts = std::fs::read_to_string(format!("/proc/{pid}/mounts")).unwrap_or_default();
+        let root_read_only = mounts
+            .lines()
+            .find(|l| l.split(' ').nth(1) == Some("/"))
+            .and_then(|l| l.split(' ').nth(3))
+            .is_some_and(|o| o.split(',').any(|o| o == "ro"));
+        ProcessStatus {
+            status,
+            root_read_only,
+        }
+    }
+
     /// A plain-HTTP `docker-registry` on the bridge address that pods can pull from.
     pub fn registry(&self) -> Registry {
         let registry = Registry::start_with(RegistryOptions {
@@ -204,6 +247,26 @@ impl NodeCluster {
         });
         self.allow_plain_http_registry(&registry.host());
         registry
+    }
+}
+
+/// A container's process seen from the host (through containerd): `/proc/PID/status` and
+/// whether its root is mounted read-only.
+pub struct ProcessStatus {
+    /// `/proc/PID/status`.
+    pub status: String,
+    /// Whether `/` is mounted read-only.
+    pub root_read_only: bool,
+}
+
+impl ProcessStatus {
+    /// A field of `/proc/PID/status`, its words joined by single spaces.
+    pub fn field(&self, name: &str) -> String {
+        self.status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
     }
 }
 
@@ -238,28 +301,8 @@ pub fn push_probe_image(registry: &Registry, dir: &Path) -> String {
         "root:x:0:0:root:/:/probe\nnonroot:x:65532:65532:nonroot:/:/probe\n",
     )
     .expect("write /etc/passwd");
-    let layer = dir.join("probe-layer.tar");
-    Cmd::new("tar")
-        .args([
-            "--sort=name",
-            "--owner=0",
-            "--group=0",
-            "--numeric-owner",
-            "--mtime=@0",
-            "-C",
-        ])
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&layer)
-        .args(["probe", "etc"])
-        .ok();
-    let image = registry.reference("aosm-node-probe:1");
+    let image = push_rootfs_image(registry, &rootfs, &["probe", "etc"], "aosm-node-probe:1");
     let crane = tools::require("crane");
-    Cmd::new(&crane)
-        .args(["append", "--insecure", "--platform", "linux/amd64", "-f"])
-        .arg(&layer)
-        .args(["-t", &image])
-        .ok();
     Cmd::new(&crane)
         .args([
             "mutate",
@@ -272,6 +315,39 @@ pub fn push_probe_image(registry: &Registry, dir: &Path) -> String {
             "-t",
             &image,
         ])
+        .ok();
+    image
+}
+
+/// Pushes `entries` of `rootfs` as a one-layer linux/amd64 image `<registry>/<name>`: a
+/// reproducible tar (sorted, owned by 0:0, time 0) appended with crane. Returns the
+/// reference.
+pub fn push_rootfs_image(
+    registry: &Registry,
+    rootfs: &Path,
+    entries: &[&str],
+    name: &str,
+) -> String {
+    let layer = rootfs.with_extension("tar");
+    Cmd::new("tar")
+        .args([
+            "--sort=name",
+            "--owner=0",
+            "--group=0",
+            "--numeric-owner",
+            "--mtime=@0",
+            "-C",
+        ])
+        .arg(rootfs)
+        .arg("-cf")
+        .arg(&layer)
+        .args(entries)
+        .ok();
+    let image = registry.reference(name);
+    Cmd::new(tools::require("crane"))
+        .args(["append", "--insecure", "--platform", "linux/amd64", "-f"])
+        .arg(&layer)
+        .args(["-t", &image])
         .ok();
     image
 }
