@@ -1,10 +1,13 @@
 //! Interoperability of `copy` and `push` with the tools people already use: fixtures are
 //! made by crane / skopeo / oras / helm, results are checked by them (digest equality,
 //! `helm pull`/`helm template`, `oras pull`), and our results are copied onwards by them.
+//! Every case runs against both registry implementations (`distribution2::*`: Debian's
+//! docker-registry 2.8; `distribution3::*`: distribution v3).
 
 mod support;
 
 use support::fixtures::{self, Flavor};
+use support::registry::Implementation;
 use support::{FaultProxy, ProxyConfig, Registry, Summary, TestEnv, sha256_digest};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -50,10 +53,9 @@ fn split_path(path: &str) -> (&str, &str) {
     path.rsplit_once(':').expect("path with a tag")
 }
 
-#[test]
-fn oci_image_copy_is_byte_exact() {
+fn oci_image_copy_is_byte_exact(imp: Implementation) {
     let env = TestEnv::new();
-    let (src, dst) = (Registry::start(), Registry::start());
+    let (src, dst) = (Registry::of(imp), Registry::of(imp));
     let image = fixtures::push_image(
         &env,
         &src,
@@ -93,10 +95,9 @@ fn oci_image_copy_is_byte_exact() {
     );
 }
 
-#[test]
-fn docker_v2s2_image_copy_is_byte_exact() {
+fn docker_v2s2_image_copy_is_byte_exact(imp: Implementation) {
     let env = TestEnv::new();
-    let (src, dst) = (Registry::start(), Registry::start());
+    let (src, dst) = (Registry::of(imp), Registry::of(imp));
     // An OCI image converted to Docker v2 schema 2 by skopeo.
     fixtures::push_image(
         &env,
@@ -136,10 +137,9 @@ fn docker_v2s2_image_copy_is_byte_exact() {
     }
 }
 
-#[test]
-fn multi_arch_index_is_copied_whole() {
+fn multi_arch_index_is_copied_whole(imp: Implementation) {
     let env = TestEnv::new();
-    let (src, dst) = (Registry::start(), Registry::start());
+    let (src, dst) = (Registry::of(imp), Registry::of(imp));
     let index = fixtures::push_index(
         &env,
         &src,
@@ -182,10 +182,9 @@ fn multi_arch_index_is_copied_whole() {
     assert_eq!(summary.blobs_copied, 6, "3 configs + 3 layers\n{out}");
 }
 
-#[test]
-fn docker_manifest_list_is_copied_whole() {
+fn docker_manifest_list_is_copied_whole(imp: Implementation) {
     let env = TestEnv::new();
-    let (src, dst) = (Registry::start(), Registry::start());
+    let (src, dst) = (Registry::of(imp), Registry::of(imp));
     let index = fixtures::push_index(
         &env,
         &src,
@@ -214,10 +213,9 @@ fn docker_manifest_list_is_copied_whole() {
     }
 }
 
-#[test]
-fn index_filtered_to_one_platform() {
+fn index_filtered_to_one_platform(imp: Implementation) {
     let env = TestEnv::new();
-    let (src, dst) = (Registry::start(), Registry::start());
+    let (src, dst) = (Registry::of(imp), Registry::of(imp));
     let index = fixtures::push_index(
         &env,
         &src,
@@ -292,10 +290,9 @@ fn index_filtered_to_one_platform() {
         .ok();
 }
 
-#[test]
-fn index_filtered_to_two_platforms_with_variant() {
+fn index_filtered_to_two_platforms_with_variant(imp: Implementation) {
     let env = TestEnv::new();
-    let (src, dst) = (Registry::start(), Registry::start());
+    let (src, dst) = (Registry::of(imp), Registry::of(imp));
     let index = fixtures::push_index(
         &env,
         &src,
@@ -331,10 +328,9 @@ fn index_filtered_to_two_platforms_with_variant() {
     }
 }
 
-#[test]
-fn helm_chart_pushed_by_helm_is_copied_then_pulled_and_templated() {
+fn helm_chart_pushed_by_helm_is_copied_then_pulled_and_templated(imp: Implementation) {
     let env = TestEnv::new();
-    let (src, dst) = (Registry::start(), Registry::start());
+    let (src, dst) = (Registry::of(imp), Registry::of(imp));
     let chart = fixtures::helm_package(&env, "webapp", "1.2.3", "packaged");
     let digest = fixtures::helm_push(&env, &src, &chart, "charts");
 
@@ -396,10 +392,9 @@ fn helm_chart_pushed_by_helm_is_copied_then_pulled_and_templated() {
     assert!(rendered.stdout.contains("kind: Deployment"), "{rendered}");
 }
 
-#[test]
-fn helm_chart_from_http_repository_becomes_an_oci_chart() {
+fn helm_chart_from_http_repository_becomes_an_oci_chart(imp: Implementation) {
     let env = TestEnv::new();
-    let dst = Registry::start();
+    let dst = Registry::of(imp);
     let repo = fixtures::helm_http_repo(
         &env,
         &[("demo", "0.1.0"), ("demo", "0.2.0"), ("other", "1.0.0")],
@@ -480,10 +475,9 @@ fn helm_chart_from_http_repository_becomes_an_oci_chart() {
     assert_eq!(dst.tags("charts/demo"), vec!["0.2.0".to_string()]);
 }
 
-#[test]
-fn pushed_files_come_back_identical_with_oras_pull() {
+fn pushed_files_come_back_identical_with_oras_pull(imp: Implementation) {
     let env = TestEnv::new();
-    let reg = Registry::start();
+    let reg = Registry::of(imp);
     let template = env.write("in/template.json", br#"{"$schema":"https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#","resources":[]}"#);
     let blob = env.write("in/payload.bin", fixtures::random_bytes(300_000));
     let spec = format!("{}:application/vnd.example.arm+json", template.display());
@@ -542,10 +536,9 @@ fn pushed_files_come_back_identical_with_oras_pull() {
     );
 }
 
-#[test]
-fn artifact_with_subject_is_copied_by_digest_byte_exact() {
+fn artifact_with_subject_is_copied_by_digest_byte_exact(imp: Implementation) {
     let env = TestEnv::new();
-    let (src, dst) = (Registry::start(), Registry::start());
+    let (src, dst) = (Registry::of(imp), Registry::of(imp));
     fixtures::push_image(&env, &src, "apps/signed:1", &[50_000], Flavor::Oci, None);
     let referrer = fixtures::oras_attach(
         &env,
@@ -587,10 +580,9 @@ fn artifact_with_subject_is_copied_by_digest_byte_exact() {
     }
 }
 
-#[test]
-fn artifact_with_subject_is_copied_to_a_digest_reference() {
+fn artifact_with_subject_is_copied_to_a_digest_reference(imp: Implementation) {
     let env = TestEnv::new();
-    let (src, dst) = (Registry::start(), Registry::start());
+    let (src, dst) = (Registry::of(imp), Registry::of(imp));
     fixtures::push_image(&env, &src, "apps/signed:1", &[50_000], Flavor::Oci, None);
     let referrer = fixtures::oras_attach(
         &env,
@@ -607,10 +599,9 @@ fn artifact_with_subject_is_copied_to_a_digest_reference() {
     assert_eq!(env.skopeo_raw(&dst, &path), env.skopeo_raw(&src, &path));
 }
 
-#[test]
-fn interop_both_ways_with_crane_oras_regctl_and_skopeo() {
+fn interop_both_ways_with_crane_oras_regctl_and_skopeo(imp: Implementation) {
     let env = TestEnv::new();
-    let (a, b, c) = (Registry::start(), Registry::start(), Registry::start());
+    let (a, b, c) = (Registry::of(imp), Registry::of(imp), Registry::of(imp));
     let index = fixtures::push_index(
         &env,
         &a,
@@ -698,10 +689,9 @@ fn interop_both_ways_with_crane_oras_regctl_and_skopeo() {
     );
 }
 
-#[test]
-fn json_output_has_every_field_and_uses_the_source_tag_when_dst_has_none() {
+fn json_output_has_every_field_and_uses_the_source_tag_when_dst_has_none(imp: Implementation) {
     let env = TestEnv::new();
-    let (src, dst) = (Registry::start(), Registry::start());
+    let (src, dst) = (Registry::of(imp), Registry::of(imp));
     let image = fixtures::push_image(&env, &src, "apps/web:7.1", &[10_000], Flavor::Oci, None);
     let out = env.copy(&src, "apps/web:7.1", &dst, "mirror/web", []).run();
     let v = out.json();
@@ -725,10 +715,9 @@ fn json_output_has_every_field_and_uses_the_source_tag_when_dst_has_none() {
     assert_eq!(env.crane_digest(&dst, "mirror/web:7.1"), image.digest);
 }
 
-#[test]
-fn noop_recopy_skips_every_blob_and_moves_no_blob_bytes() {
+fn noop_recopy_skips_every_blob_and_moves_no_blob_bytes(imp: Implementation) {
     let env = TestEnv::new();
-    let (src, dst) = (Registry::start(), Registry::start());
+    let (src, dst) = (Registry::of(imp), Registry::of(imp));
     let image = fixtures::push_image(
         &env,
         &src,
@@ -772,10 +761,9 @@ fn noop_recopy_skips_every_blob_and_moves_no_blob_bytes() {
     );
 }
 
-#[test]
-fn copy_within_one_registry_mounts_blobs() {
+fn copy_within_one_registry_mounts_blobs(imp: Implementation) {
     let env = TestEnv::new();
-    let reg = Registry::start();
+    let reg = Registry::of(imp);
     let image = fixtures::push_image(
         &env,
         &reg,
@@ -799,10 +787,9 @@ fn copy_within_one_registry_mounts_blobs() {
     }
 }
 
-#[test]
-fn text_output_reports_success_on_stderr_and_copies() {
+fn text_output_reports_success_on_stderr_and_copies(imp: Implementation) {
     let env = TestEnv::new();
-    let (src, dst) = (Registry::start(), Registry::start());
+    let (src, dst) = (Registry::of(imp), Registry::of(imp));
     let image = fixtures::push_image(&env, &src, "apps/web:1", &[10_000], Flavor::Oci, None);
     let out = env
         .ours()
@@ -817,3 +804,34 @@ fn text_output_reports_success_on_stderr_and_copies() {
     assert!(!out.stderr.contains("error:"), "{out}");
     assert_eq!(env.crane_digest(&dst, "apps/web:1"), image.digest);
 }
+
+/// Each case as a test against each registry implementation.
+macro_rules! on_each_implementation {
+    ($($case:ident),* $(,)?) => {
+        mod distribution2 {
+            $( #[test] fn $case() { super::$case(super::Implementation::Distribution2) } )*
+        }
+        mod distribution3 {
+            $( #[test] fn $case() { super::$case(super::Implementation::Distribution3) } )*
+        }
+    };
+}
+
+on_each_implementation!(
+    oci_image_copy_is_byte_exact,
+    docker_v2s2_image_copy_is_byte_exact,
+    multi_arch_index_is_copied_whole,
+    docker_manifest_list_is_copied_whole,
+    index_filtered_to_one_platform,
+    index_filtered_to_two_platforms_with_variant,
+    helm_chart_pushed_by_helm_is_copied_then_pulled_and_templated,
+    helm_chart_from_http_repository_becomes_an_oci_chart,
+    pushed_files_come_back_identical_with_oras_pull,
+    artifact_with_subject_is_copied_by_digest_byte_exact,
+    artifact_with_subject_is_copied_to_a_digest_reference,
+    interop_both_ways_with_crane_oras_regctl_and_skopeo,
+    json_output_has_every_field_and_uses_the_source_tag_when_dst_has_none,
+    noop_recopy_skips_every_blob_and_moves_no_blob_bytes,
+    copy_within_one_registry_mounts_blobs,
+    text_output_reports_success_on_stderr_and_copies,
+);

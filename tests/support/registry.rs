@@ -35,6 +35,33 @@ pub struct RegistryOptions {
     /// Listen on this address instead of 127.0.0.1 (e.g. the node cluster's bridge
     /// address, where pods reach it: `tests/support/node.rs`).
     pub bind: Option<std::net::Ipv4Addr>,
+    /// Which implementation serves.
+    pub implementation: Implementation,
+}
+
+/// The registry implementations tests run against.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Implementation {
+    /// Debian's `docker-registry`: distribution 2.8, no referrers API (the default).
+    #[default]
+    Distribution2,
+    /// distribution v3 (`registry`, built from its Go module by scripts/tools.sh): a
+    /// current implementation, with the referrers API.
+    Distribution3,
+}
+
+impl Implementation {
+    /// Every implementation.
+    pub const ALL: [Implementation; 2] =
+        [Implementation::Distribution2, Implementation::Distribution3];
+
+    /// The tool that serves it.
+    pub fn binary(self) -> &'static str {
+        match self {
+            Implementation::Distribution2 => "docker-registry",
+            Implementation::Distribution3 => "registry",
+        }
+    }
 }
 
 /// Files of a TLS registry's test PKI.
@@ -99,8 +126,16 @@ impl Registry {
         })
     }
 
+    /// A plain registry of `implementation`.
+    pub fn of(implementation: Implementation) -> Self {
+        Self::start_with(RegistryOptions {
+            implementation,
+            ..Default::default()
+        })
+    }
+
     pub fn start_with(opts: RegistryOptions) -> Self {
-        let registry_bin = require("docker-registry");
+        let registry_bin = require(opts.implementation.binary());
         let mut dir = tempfile::Builder::new()
             .prefix("aosm-registry-")
             .tempdir()
@@ -158,7 +193,10 @@ impl Registry {
                 Err(log) => {
                     let _ = reg.stop();
                     if !log.contains("address already in use") {
-                        panic!("docker-registry did not become ready on port {port}:\n{log}");
+                        panic!(
+                            "{} did not become ready on port {port}:\n{log}",
+                            opts.implementation.binary()
+                        );
                     }
                     last_log = log;
                     // Take the temp dir back for the next attempt.
