@@ -16,7 +16,7 @@ use aosm_artifact_operator::engine::{
 };
 use axum::http::Method;
 use fake_registry::{FakeRegistry, Fault, Rule};
-use images::{assert_copied, endpoint, image};
+use images::{assert_copied, endpoint, image, image_seeded};
 
 async fn copy_with(
     src: &FakeRegistry,
@@ -362,4 +362,91 @@ async fn what_is_not_one_small_file_is_refused_before_its_bytes_are_read() {
         reg.requests_to(Method::GET, "/blobs/").is_empty(),
         "no blob read"
     );
+}
+
+/// Seeds an OCI artifact manifest in `repo` whose `subject` is `subject`, stored by digest
+/// only (as referrers are pushed); returns its digest.
+fn seed_referrer(
+    reg: &FakeRegistry,
+    repo: &str,
+    subject: &str,
+    artifact_type: &str,
+    n: u8,
+) -> String {
+    let config = b"{}".to_vec();
+    let config_digest = reg.put_blob(repo, &config);
+    let layer = vec![n; 16];
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": artifact_type,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/octet-stream", "digest": reg.put_blob(repo, &layer), "size": layer.len()}],
+        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": subject, "size": 1},
+    });
+    let bytes = serde_json::to_vec(&manifest).expect("JSON");
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))
+    );
+    reg.put_manifest(
+        repo,
+        &digest,
+        "application/vnd.oci.image.manifest.v1+json",
+        &bytes,
+    )
+}
+
+#[tokio::test]
+async fn referrers_are_read_through_the_api_page_by_page_and_filtered() {
+    use aosm_artifact_operator::engine::registry::referrers::Discovery;
+    let reg = FakeRegistry::start().await.with_referrers_api(2);
+    let image = image(&reg, "cnf/app", "1.0.0", &[1000]);
+    let mut sboms: Vec<String> = (0..3)
+        .map(|n| seed_referrer(&reg, "cnf/app", &image.digest, "application/spdx+json", n))
+        .collect();
+    let signature = seed_referrer(
+        &reg,
+        "cnf/app",
+        &image.digest,
+        "application/vnd.example.sig",
+        9,
+    );
+    let client = endpoint(&reg, "cnf/app:1.0.0").client;
+
+    let (all, how) = client
+        .referrers("cnf/app", &image.digest, None)
+        .await
+        .expect("referrers");
+    assert_eq!(how, Discovery::Api);
+    let mut found: Vec<String> = all.iter().map(|r| r.digest.clone()).collect();
+    found.sort();
+    let mut want = sboms.clone();
+    want.push(signature.clone());
+    want.sort();
+    assert_eq!(found, want, "four referrers over two pages");
+    assert_eq!(
+        reg.requests_to(Method::GET, "/referrers/").len(),
+        2,
+        "one request a page"
+    );
+
+    let (only, _) = client
+        .referrers("cnf/app", &image.digest, Some("application/spdx+json"))
+        .await
+        .expect("referrers");
+    let mut only: Vec<String> = only.into_iter().map(|r| r.digest).collect();
+    only.sort();
+    sboms.sort();
+    assert_eq!(only, sboms);
+
+    // A registry without the API (404) and without the fallback tag: none.
+    let bare = FakeRegistry::start().await;
+    let plain = image_seeded(&bare, "cnf/app", Some("1.0.0"), &[10], 1);
+    let (none, how) = endpoint(&bare, "cnf/app:1.0.0")
+        .client
+        .referrers("cnf/app", &plain.digest, None)
+        .await
+        .expect("referrers");
+    assert_eq!((none.len(), how), (0, Discovery::TagSchema));
 }

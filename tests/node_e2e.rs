@@ -335,6 +335,18 @@ fn main() {
 
     let mut failures: Vec<(String, String)> = Vec::new();
     let mut passed = 0;
+    for stale in node::stale_clusters(&std::env::temp_dir()) {
+        eprintln!(
+            "node_e2e: taking down a node cluster an earlier run left: {}",
+            stale.display()
+        );
+        let out = node::down(&stale);
+        if out.success() {
+            let _ = std::fs::remove_dir_all(&stale);
+        } else {
+            eprintln!("{out}");
+        }
+    }
     let before = HostSnapshot::take();
     let dir = tempfile::Builder::new()
         .prefix("aosm-node-e2e-")

@@ -150,6 +150,8 @@ struct Inner {
     blob_redirect: Option<String>,
     /// Whether a PATCH broken by [`Fault::DropAfterBody`] keeps what arrived.
     partial_chunks: bool,
+    /// The referrers API, with pages of this many descriptors (`None`: no API, 404).
+    referrers_page: Option<usize>,
 }
 
 /// A running fake registry; stopped (with its open connections) when dropped.
@@ -258,6 +260,14 @@ impl FakeRegistry {
     /// distribution does (by default a chunk is all or nothing).
     pub fn with_partial_chunks(self) -> Self {
         self.lock().partial_chunks = true;
+        self
+    }
+
+    /// Serves the referrers API (`GET /v2/<repo>/referrers/<digest>`, the manifests whose
+    /// `subject` is the digest, `artifactType` filtered and `OCI-Filters-Applied` set), in
+    /// pages of `page` descriptors linked by `Link`. Without it the path answers 404.
+    pub fn with_referrers_api(self, page: usize) -> Self {
+        self.lock().referrers_page = Some(page.max(1));
         self
     }
 
@@ -679,7 +689,7 @@ fn granted(inner: &Inner, authorization: Option<&str>, repo: Option<&str>, actio
 
 /// The repository a `/v2/` path names (before `/blobs/` or `/manifests/`).
 fn repository(rest: &str) -> Option<&str> {
-    ["/blobs/", "/manifests/"]
+    ["/blobs/", "/manifests/", "/referrers/"]
         .iter()
         .find_map(|sep| rest.split_once(sep).map(|(repo, _)| repo))
 }
@@ -756,7 +766,69 @@ fn answer(
     if let Some((repo, reference)) = rest.split_once("/manifests/") {
         return manifests(inner, method, repo, reference, content_type, body);
     }
+    if let Some((repo, digest)) = rest.split_once("/referrers/")
+        && let Some(page) = inner.referrers_page
+    {
+        let artifact_type = param("artifactType");
+        let from: usize = param("page").and_then(|p| p.parse().ok()).unwrap_or(0);
+        return referrers(inner, repo, digest, artifact_type.as_deref(), page, from);
+    }
     status(StatusCode::NOT_FOUND)
+}
+
+/// A page of the manifests of `repo` whose `subject` is `digest`, by digest order.
+fn referrers(
+    inner: &Inner,
+    repo: &str,
+    digest: &str,
+    artifact_type: Option<&str>,
+    page: usize,
+    from: usize,
+) -> Response {
+    let mut all: Vec<serde_json::Value> = inner
+        .manifests
+        .iter()
+        .filter(|((r, reference), _)| r == repo && reference.starts_with("sha256:"))
+        .filter_map(|((_, reference), (media_type, bytes))| {
+            let m: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+            (m["subject"]["digest"] == digest).then(|| {
+                let kind = m["artifactType"]
+                    .as_str()
+                    .or_else(|| m["config"]["mediaType"].as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                serde_json::json!({"mediaType": media_type, "digest": reference,
+                    "size": bytes.len(), "artifactType": kind})
+            })
+        })
+        .filter(|d| artifact_type.is_none_or(|t| d["artifactType"] == t))
+        .collect();
+    all.sort_by(|a, b| a["digest"].as_str().cmp(&b["digest"].as_str()));
+    let shown: Vec<_> = all.iter().skip(from).take(page).cloned().collect();
+    let index = serde_json::json!({"schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": shown});
+    let mut headers = vec![(
+        "content-type",
+        "application/vnd.oci.image.index.v1+json".to_string(),
+    )];
+    if artifact_type.is_some() {
+        headers.push(("oci-filters-applied", "artifactType".to_string()));
+    }
+    if from + page < all.len() {
+        let mut link = format!("/v2/{repo}/referrers/{digest}?page={}", from + page);
+        if let Some(t) = artifact_type {
+            link += &format!(
+                "&artifactType={}",
+                url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>()
+            );
+        }
+        headers.push(("link", format!("<{link}>; rel=\"next\"")));
+    }
+    respond(
+        StatusCode::OK,
+        &headers,
+        Bytes::from(serde_json::to_vec(&index).unwrap_or_default()),
+    )
 }
 
 fn blobs(

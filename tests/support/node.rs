@@ -270,6 +270,25 @@ impl ProcessStatus {
     }
 }
 
+/// Node clusters an earlier run of the node tier left behind in `tmp` (its
+/// `aosm-node-e2e-*` directories holding a `node/` state dir): a run killed without a
+/// chance to clean up (SIGKILL, a CI time limit). The machine holds one node cluster at a
+/// time, so a new run takes them down first instead of failing on their bridge.
+pub fn stale_clusters(tmp: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("aosm-node-e2e-"))
+                && p.join("node").is_dir()
+        })
+        .collect()
+}
+
 /// `scripts/cluster.sh down DIR`: stops the cluster and undoes its host changes.
 pub fn down(dir: &Path) -> Output {
     Cmd::new("bash")

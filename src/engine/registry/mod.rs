@@ -22,6 +22,7 @@ use tokio::sync::{Mutex, OnceCell};
 mod checks;
 mod distribution;
 mod errors;
+pub mod referrers;
 mod tokens;
 
 use checks::{check_digest, check_reference, check_repository, same_origin};
