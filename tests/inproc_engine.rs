@@ -450,3 +450,41 @@ async fn referrers_are_read_through_the_api_page_by_page_and_filtered() {
         .expect("referrers");
     assert_eq!((none.len(), how), (0, Discovery::TagSchema));
 }
+
+/// A registry's `Link` is hostile input: one that leaves the referrers path or the
+/// registry's origin is refused, and an endless chain of pages stops at the page limit.
+#[tokio::test]
+async fn hostile_referrers_links_are_refused() {
+    let other = FakeRegistry::start().await;
+    for (link, expected) in [
+        (
+            "/v2/cnf/other/referrers/sha256:0".to_string(),
+            "leaves the referrers",
+        ),
+        (
+            format!("http://{}/v2/cnf/app/referrers/x", other.host),
+            "leaves the referrers",
+        ),
+        // The same page again and again.
+        (
+            "/v2/cnf/app/referrers/x?again=1".to_string(),
+            "pages of referrers",
+        ),
+    ] {
+        let reg = FakeRegistry::start()
+            .await
+            .with_referrers_api(10)
+            .with_referrers_link(&link);
+        let image = image(&reg, "cnf/app", "1.0.0", &[100]);
+        let err = endpoint(&reg, "cnf/app:1.0.0")
+            .client
+            .referrers("cnf/app", &image.digest, None)
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().contains(expected), "{link}: {err}");
+    }
+    assert!(
+        other.requests().is_empty(),
+        "nothing reached the other origin"
+    );
+}

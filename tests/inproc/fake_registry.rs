@@ -152,6 +152,8 @@ struct Inner {
     partial_chunks: bool,
     /// The referrers API, with pages of this many descriptors (`None`: no API, 404).
     referrers_page: Option<usize>,
+    /// A `Link` sent with every referrers page instead of the right one (hostile).
+    referrers_link: Option<String>,
 }
 
 /// A running fake registry; stopped (with its open connections) when dropped.
@@ -268,6 +270,12 @@ impl FakeRegistry {
     /// pages of `page` descriptors linked by `Link`. Without it the path answers 404.
     pub fn with_referrers_api(self, page: usize) -> Self {
         self.lock().referrers_page = Some(page.max(1));
+        self
+    }
+
+    /// Sends `link` as the `Link` of every referrers page (a hostile registry).
+    pub fn with_referrers_link(self, link: &str) -> Self {
+        self.lock().referrers_link = Some(link.to_string());
         self
     }
 
@@ -814,7 +822,9 @@ fn referrers(
     if artifact_type.is_some() {
         headers.push(("oci-filters-applied", "artifactType".to_string()));
     }
-    if from + page < all.len() {
+    if let Some(link) = &inner.referrers_link {
+        headers.push(("link", format!("<{link}>; rel=\"next\"")));
+    } else if from + page < all.len() {
         let mut link = format!("/v2/{repo}/referrers/{digest}?page={}", from + page);
         if let Some(t) = artifact_type {
             link += &format!(

@@ -118,10 +118,11 @@ impl RegistryClient {
                 None => break,
                 Some(link) => {
                     let next_url = self.resolve_location(link, &action)?;
-                    if !next_url.path().starts_with(&path_prefix) {
+                    if !self.is_own_origin(&next_url) || !next_url.path().starts_with(&path_prefix)
+                    {
                         return Err(protocol(format!(
-                            "its Link leaves the referrers of {repo}: {}",
-                            quote_untrusted(next_url.path(), 80)
+                            "its Link leaves the referrers of {repo} on this registry: {}",
+                            quote_untrusted(next_url.as_str(), 120)
                         )));
                     }
                     url = next_url.to_string();
