@@ -441,15 +441,7 @@ fn store_commands_signed_in_through_az() {
     let listed = run("store list", store("list").args(["-o", "json"]));
     let listed = listed.assert_success().json();
     assert_eq!(listed["state"], "Uploading", "{listed}");
-    let row = |name: &str| {
-        listed["artifacts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["artifact"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("{name} not listed: {listed}"))
-    };
+    let row = |name: &str| support::store_list_row(&listed, name);
     assert_eq!(row("contoso-values")["inStore"], true, "{listed}");
     assert_eq!(row("contoso-values")["digest"], values_digest.as_str());
     assert_eq!(row("contoso-template")["inStore"], true, "{listed}");

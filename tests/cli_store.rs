@@ -99,15 +99,7 @@ fn login_push_list_pull_seal_as_the_how_to_does_by_hand() {
     // list: the template is there with its digest, the values file is not yet.
     let listed = json(&store(&env, &emu, "list").args(["-o", "json"]).run());
     assert_eq!(listed["state"], "Uploading", "{listed}");
-    let row = |name: &str| {
-        listed["artifacts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["artifact"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("{name} not listed: {listed}"))
-    };
+    let row = |name: &str| support::store_list_row(&listed, name);
     assert_eq!(row("contoso-template")["inStore"], true);
     assert_eq!(row("contoso-template")["digest"], digest.as_str());
     assert_eq!(row("contoso-values")["inStore"], false);

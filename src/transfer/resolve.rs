@@ -578,17 +578,26 @@ mod tests {
         accounts: &[ServiceAccount],
     ) -> Result<Identity, TransferError> {
         let policy = TenantPolicy::default();
-        let inputs = Inputs {
+        store_config(&inputs(&policy, &[], accounts), &spec(identity), owner).map(|c| c.identity)
+    }
+
+    /// Inputs holding only `config_maps` and `accounts`, with the controller in
+    /// `aosm-system`.
+    fn inputs<'a>(
+        policy: &'a TenantPolicy,
+        config_maps: &'a [ConfigMap],
+        accounts: &'a [ServiceAccount],
+    ) -> Inputs<'a> {
+        Inputs {
             controller_namespace: "aosm-system",
-            policy: &policy,
+            policy,
             namespace_labels: None,
             artifact_stores: &[],
             cluster_artifact_stores: &[],
             secrets: &[],
-            config_maps: &[],
+            config_maps,
             service_accounts: accounts,
-        };
-        store_config(&inputs, &spec(identity), owner).map(|c| c.identity)
+        }
     }
 
     #[test]
@@ -687,17 +696,7 @@ mod tests {
         };
         let policy = TenantPolicy::default();
         let side = |maps: &[ConfigMap]| {
-            let inputs = Inputs {
-                controller_namespace: "aosm-system",
-                policy: &policy,
-                namespace_labels: None,
-                artifact_stores: &[],
-                cluster_artifact_stores: &[],
-                secrets: &[],
-                config_maps: maps,
-                service_accounts: &[],
-            };
-            config_map_side(&t, &inputs, "team-a", &target)
+            config_map_side(&t, &inputs(&policy, maps, &[]), "team-a", &target)
         };
         // Missing (or only in another namespace): created, nothing held.
         let new = side(&[config_map("team-b", None, false, "template.json")]).unwrap();

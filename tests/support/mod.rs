@@ -143,3 +143,15 @@ impl Summary {
         self.blobs_copied + self.blobs_skipped + self.blobs_mounted
     }
 }
+
+/// The row of artifact `name` in the JSON of `store list -o json`; fails the test when it
+/// is not listed.
+pub fn store_list_row(listed: &serde_json::Value, name: &str) -> serde_json::Value {
+    listed["artifacts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["artifact"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} not listed: {listed}"))
+}
