@@ -42,6 +42,14 @@ pub const MAX_INDEX_DEPTH: usize = 8;
 /// most of their layers. oras-go, regclient and containerd set no such limit.
 pub const MAX_BLOBS_PER_TRANSFER: usize = 16 * 1024;
 
+/// Most referrers (signatures, SBOMs, ... and their own referrers) one transfer copies
+/// with the artifact. oras-go and regclient set none.
+pub const MAX_REFERRERS_PER_TRANSFER: usize = 1024;
+
+/// Longest chain of referrers copied: a signature (1) of an SBOM (2) of an image is
+/// two. Deeper chains are refused rather than cut, so nothing is silently left behind.
+pub const MAX_REFERRER_DEPTH: usize = 4;
+
 /// Child manifests of an index fetched at once while planning a copy.
 pub const MANIFEST_FETCH_CONCURRENCY: usize = 4;
 

@@ -488,3 +488,103 @@ async fn hostile_referrers_links_are_refused() {
         "nothing reached the other origin"
     );
 }
+
+fn with_referrers() -> TransferOptions {
+    TransferOptions {
+        concurrency: 2,
+        referrers: Some(engine::ReferrerSelection::default()),
+        ..Default::default()
+    }
+}
+
+/// A destination with the referrers API indexes `subject`s itself: the referrers are
+/// pushed by digest before the tag, and no referrers tag is written.
+#[tokio::test]
+async fn referrers_go_to_a_destination_with_the_api_before_the_tag_and_without_a_referrers_tag() {
+    let src = FakeRegistry::start().await.with_referrers_api(10);
+    let dst = FakeRegistry::start().await.with_referrers_api(10);
+    let image = image(&src, "cnf/app", "1.0.0", &[1000]);
+    let sbom = seed_referrer(&src, "cnf/app", &image.digest, "application/spdx+json", 1);
+    let sbom_sig = seed_referrer(&src, "cnf/app", &sbom, "application/vnd.example.sig", 2);
+
+    let summary = engine::copy(
+        &endpoint(&src, "cnf/app:1.0.0"),
+        &endpoint(&dst, "cnf/app:1.0.0"),
+        &with_referrers(),
+        &NoProgress,
+    )
+    .await
+    .expect("copy");
+    assert_eq!(
+        (summary.referrers_copied, summary.referrers_skipped),
+        (2, 0)
+    );
+    assert_copied(&dst, "cnf/app", "1.0.0", &image);
+    for d in [&sbom, &sbom_sig] {
+        assert_eq!(
+            dst.manifest("cnf/app", d),
+            src.manifest("cnf/app", d),
+            "{d}"
+        );
+    }
+    let puts: Vec<String> = dst
+        .requests_to(Method::PUT, "/manifests/")
+        .into_iter()
+        .map(|r| r.path)
+        .collect();
+    assert!(
+        puts.iter().all(|p| !p.contains("/manifests/sha256-")),
+        "no referrers tag where the API exists: {puts:?}"
+    );
+    assert_eq!(
+        puts.last().map(String::as_str),
+        Some("/v2/cnf/app/manifests/1.0.0"),
+        "the tag is written last: {puts:?}"
+    );
+}
+
+/// What a source lists as a referrer must name the subject it is listed for: a listing
+/// (here the referrers tag schema) that names an unrelated manifest is refused, nothing
+/// of it is written, and the artifact is not tagged.
+#[tokio::test]
+async fn a_source_listing_an_unrelated_manifest_as_referrer_is_refused_and_nothing_is_tagged() {
+    let src = FakeRegistry::start().await;
+    let dst = FakeRegistry::start().await;
+    let image = image(&src, "cnf/app", "1.0.0", &[1000]);
+    let other = image_seeded(&src, "cnf/app", Some("other"), &[10], 7);
+    let unrelated = seed_referrer(&src, "cnf/app", &other.digest, "application/spdx+json", 3);
+    let listed = src.manifest("cnf/app", &unrelated).expect("seeded");
+    let lying_index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": unrelated, "size": listed.len(),
+            "artifactType": "application/spdx+json"}],
+    });
+    src.put_manifest(
+        "cnf/app",
+        &image.digest.replace(':', "-"),
+        "application/vnd.oci.image.index.v1+json",
+        &serde_json::to_vec(&lying_index).expect("JSON"),
+    );
+
+    let err = engine::copy(
+        &endpoint(&src, "cnf/app:1.0.0"),
+        &endpoint(&dst, "cnf/app:1.0.0"),
+        &with_referrers(),
+        &NoProgress,
+    )
+    .await
+    .expect_err("a lying listing is refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("its subject is {}", other.digest)),
+        "{msg}"
+    );
+    assert!(!err.is_transient(), "{msg}");
+    assert!(dst.manifest("cnf/app", "1.0.0").is_none(), "not tagged");
+    assert!(
+        dst.manifest("cnf/app", &unrelated).is_none(),
+        "nothing of it written"
+    );
+}

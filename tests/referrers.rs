@@ -1,8 +1,11 @@
-//! Referrers discovery (`RegistryClient::referrers`) against both registry implementations:
-//! an image signed and given an SBOM with `oras attach`, and a signature of the SBOM.
-//! Neither distribution 2.8 nor distribution v3.1.2 serves the referrers API (both answer
-//! 404), so oras keeps the referrers tag schema (`sha256-<hex>`) and we read it; the API
-//! path is tested against the in-process fake (`inproc_engine.rs`).
+//! Referrers against both registry implementations: discovery
+//! (`RegistryClient::referrers`) and `copy -r` (`engine::referrer_copy`), with images
+//! signed and given SBOMs by `oras attach`, and a signature of the SBOM. Neither
+//! distribution 2.8 nor distribution v3.1.2 serves the referrers API (both answer 404), so
+//! oras keeps the referrers tag schema (`sha256-<hex>`), we read it at the source and keep
+//! it at the destination, and `oras discover` (an independent reader) checks the result.
+//! The API path is tested against the in-process fake (`inproc_engine.rs`) and the
+//! emulator's registry front (`store_referrers.rs`).
 
 mod support;
 
@@ -10,7 +13,7 @@ use aosm_artifact_operator::engine::registry::referrers::Discovery;
 use aosm_artifact_operator::engine::{RegistryClient, RegistryOptions};
 use support::fixtures::{self, Flavor};
 use support::registry::Implementation;
-use support::{Registry, TestEnv, rt};
+use support::{Registry, Summary, TestEnv, rt};
 
 const SBOM: &str = "application/spdx+json";
 const SIGNATURE: &str = "application/vnd.example.signature";
@@ -107,3 +110,266 @@ fn referrers_of_a_signed_image_on_distribution2_by_the_tag_schema() {
 fn referrers_of_a_signed_image_on_distribution3_by_the_tag_schema() {
     referrers_of_a_signed_image(Implementation::Distribution3);
 }
+
+/// An image with an SBOM, a signature, and a signature of the SBOM, all by `oras attach`.
+struct Signed {
+    image: String,
+    sbom: String,
+    signature: String,
+    sbom_signature: String,
+}
+
+fn signed_image(env: &TestEnv, reg: &Registry, path: &str) -> Signed {
+    let image = fixtures::push_image(env, reg, path, &[4096, 2048], Flavor::Oci, None).digest;
+    let repo = path.split(':').next().expect("repo:tag");
+    let attach = |subject: &str, artifact_type: &str, name: &str, content: &[u8]| {
+        fixtures::oras_attach(
+            env,
+            reg,
+            subject,
+            artifact_type,
+            name,
+            content,
+            "application/octet-stream",
+        )
+    };
+    let sbom = attach(path, SBOM, "sbom.json", br#"{"spdxVersion": "SPDX-2.3"}"#);
+    let signature = attach(path, SIGNATURE, "sig.bin", b"signed image");
+    let sbom_signature = attach(
+        &format!("{repo}@{sbom}"),
+        SIGNATURE,
+        "sbom-sig.bin",
+        b"signed sbom",
+    );
+    Signed {
+        image,
+        sbom,
+        signature,
+        sbom_signature,
+    }
+}
+
+/// `oras discover --format json`: the (digest, artifact type) of every referrer of
+/// `reference`, at every level, as oras finds them.
+fn oras_discover(env: &TestEnv, reg: &Registry, reference: &str) -> Vec<(String, String)> {
+    let out = env
+        .oras(reg)
+        .args(["discover", "--format", "json"])
+        .args(TestEnv::oras_flags(reg))
+        .arg(reg.reference(reference))
+        .ok();
+    fn walk(v: &serde_json::Value, into: &mut Vec<(String, String)>) {
+        for key in ["referrers", "manifests"] {
+            for r in v[key].as_array().into_iter().flatten() {
+                into.push((
+                    r["digest"].as_str().unwrap_or_default().to_string(),
+                    r["artifactType"].as_str().unwrap_or_default().to_string(),
+                ));
+                walk(r, into);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(&out.json(), &mut found);
+    found.sort();
+    found
+}
+
+/// The manifest bytes of `repo@digest` at `reg`, which must exist.
+#[track_caller]
+fn manifest_bytes(reg: &Registry, repo: &str, digest: &str) -> Vec<u8> {
+    reg.manifest(repo, digest)
+        .unwrap_or_else(|| panic!("{repo}@{digest} is not at {}", reg.host()))
+        .1
+}
+
+fn copy_brings_every_referrer_byte_exact_and_keeps_the_tag_schema(imp: Implementation) {
+    let env = TestEnv::new();
+    let (src, dst) = (Registry::of(imp), Registry::of(imp));
+    let signed = signed_image(&env, &src, "cnf/app:1.0.0");
+
+    let summary = Summary::parse(
+        &env.copy(&src, "cnf/app:1.0.0", &dst, "mirror/app:1.0.0", ["-r"])
+            .run(),
+    );
+    assert_eq!(summary.digest, signed.image);
+    assert_eq!(
+        (summary.referrers_copied, summary.referrers_skipped),
+        (3, 0)
+    );
+    for d in [&signed.sbom, &signed.signature, &signed.sbom_signature] {
+        assert_eq!(
+            manifest_bytes(&dst, "mirror/app", d),
+            manifest_bytes(&src, "cnf/app", d),
+            "{d} must arrive byte-exact"
+        );
+    }
+    // An independent reader finds the same tree at both ends, through the tag schema we
+    // kept at the destination (it has no referrers API).
+    let at_src = oras_discover(&env, &src, "cnf/app:1.0.0");
+    assert_eq!(at_src.len(), 3, "{at_src:?}");
+    assert_eq!(oras_discover(&env, &dst, "mirror/app:1.0.0"), at_src);
+    let mut tags = dst.tags("mirror/app");
+    tags.sort();
+    let mut want = vec![
+        "1.0.0".to_string(),
+        signed.image.replace(':', "-"),
+        signed.sbom.replace(':', "-"),
+    ];
+    want.sort();
+    assert_eq!(tags, want, "the tag and one referrers tag per subject");
+
+    // Again: nothing to write, every referrer found in place.
+    let again = Summary::parse(
+        &env.copy(&src, "cnf/app:1.0.0", &dst, "mirror/app:1.0.0", ["-r"])
+            .run(),
+    );
+    assert_eq!((again.referrers_copied, again.referrers_skipped), (0, 3));
+    assert_eq!((again.blobs_copied, again.bytes), (0, 0));
+
+    // A new signature at the source is the only thing a later copy moves.
+    let later = fixtures::oras_attach(
+        &env,
+        &src,
+        "cnf/app:1.0.0",
+        SIGNATURE,
+        "sig2.bin",
+        b"second signature",
+        "application/octet-stream",
+    );
+    let third = Summary::parse(
+        &env.copy(&src, "cnf/app:1.0.0", &dst, "mirror/app:1.0.0", ["-r"])
+            .run(),
+    );
+    assert_eq!((third.referrers_copied, third.referrers_skipped), (1, 3));
+    assert!(
+        oras_discover(&env, &dst, "mirror/app:1.0.0")
+            .iter()
+            .any(|(d, _)| *d == later)
+    );
+
+    // Without -r only the image moves.
+    let plain = Summary::parse(
+        &env.copy(&src, "cnf/app:1.0.0", &dst, "plain/app:1.0.0", [])
+            .run(),
+    );
+    assert_eq!((plain.referrers_copied, plain.referrers_skipped), (0, 0));
+    assert!(oras_discover(&env, &dst, "plain/app:1.0.0").is_empty());
+}
+
+fn artifact_type_selects_direct_referrers_and_keeps_their_own(imp: Implementation) {
+    let env = TestEnv::new();
+    let (src, dst) = (Registry::of(imp), Registry::of(imp));
+    let signed = signed_image(&env, &src, "cnf/app:1.0.0");
+    let summary = Summary::parse(
+        &env.copy(
+            &src,
+            "cnf/app:1.0.0",
+            &dst,
+            "sboms/app:1.0.0",
+            ["-r", "--artifact-type", SBOM],
+        )
+        .run(),
+    );
+    assert_eq!(summary.referrers_copied, 2, "the SBOM and its signature");
+    let mut want = vec![
+        (signed.sbom.clone(), SBOM.to_string()),
+        (signed.sbom_signature.clone(), SIGNATURE.to_string()),
+    ];
+    want.sort();
+    assert_eq!(oras_discover(&env, &dst, "sboms/app:1.0.0"), want);
+    assert_eq!(dst.manifest_status("sboms/app", &signed.signature), 404);
+
+    // --artifact-type without -r is refused before anything moves.
+    let out = env
+        .copy(
+            &src,
+            "cnf/app:1.0.0",
+            &dst,
+            "x/app:1.0.0",
+            ["--artifact-type", SBOM],
+        )
+        .run();
+    out.assert_code(2);
+    assert!(
+        out.stderr_last_line().contains("--recursive") || format!("{out}").contains("--recursive"),
+        "{out}"
+    );
+    assert!(dst.tags("x/app").is_empty());
+}
+
+fn referrers_of_every_platform_of_an_index_come_along(imp: Implementation) {
+    let env = TestEnv::new();
+    let (src, dst) = (Registry::of(imp), Registry::of(imp));
+    let index = fixtures::push_index(
+        &env,
+        &src,
+        "cnf/multi",
+        "2.0.0",
+        &["linux/amd64", "linux/arm64"],
+        1024,
+        Flavor::Oci,
+    );
+    let amd64 = index.child("linux/amd64").digest.clone();
+    let attach = |subject: String, name: &str| {
+        fixtures::oras_attach(
+            &env,
+            &src,
+            &subject,
+            SIGNATURE,
+            name,
+            name.as_bytes(),
+            "application/octet-stream",
+        )
+    };
+    let of_index = attach("cnf/multi:2.0.0".into(), "index.sig");
+    let of_amd64 = attach(format!("cnf/multi@{amd64}"), "amd64.sig");
+
+    let summary = Summary::parse(
+        &env.copy(&src, "cnf/multi:2.0.0", &dst, "cnf/multi:2.0.0", ["-r"])
+            .run(),
+    );
+    assert_eq!(summary.digest, index.digest);
+    assert_eq!(summary.referrers_copied, 2);
+    assert_eq!(
+        oras_discover(&env, &dst, "cnf/multi:2.0.0"),
+        vec![(of_index.clone(), SIGNATURE.to_string())]
+    );
+    assert_eq!(
+        oras_discover(&env, &dst, &format!("cnf/multi@{amd64}")),
+        vec![(of_amd64, SIGNATURE.to_string())]
+    );
+
+    // A platform filter rewrites the index: the index's own signature names the source
+    // index, so only the kept platform's signature comes along.
+    let filtered = Summary::parse(
+        &env.copy(
+            &src,
+            "cnf/multi:2.0.0",
+            &dst,
+            "amd64/multi:2.0.0",
+            ["-r", "--platform", "linux/amd64"],
+        )
+        .run(),
+    );
+    assert_ne!(filtered.digest, index.digest);
+    assert_eq!(filtered.referrers_copied, 1);
+    assert_eq!(dst.manifest_status("amd64/multi", &of_index), 404);
+}
+
+macro_rules! on_both {
+    ($($case:ident),* $(,)?) => {
+        mod distribution2 {
+            $( #[test] fn $case() { super::$case(super::Implementation::Distribution2) } )*
+        }
+        mod distribution3 {
+            $( #[test] fn $case() { super::$case(super::Implementation::Distribution3) } )*
+        }
+    };
+}
+
+on_both!(
+    copy_brings_every_referrer_byte_exact_and_keeps_the_tag_schema,
+    artifact_type_selects_direct_referrers_and_keeps_their_own,
+    referrers_of_every_platform_of_an_index_come_along,
+);

@@ -103,6 +103,14 @@ use super::{SecretRef, patterns};
         .message("platforms filters multi-arch images: a configMap destination takes one file, so platforms must be empty")
         .field_path(".platforms")
         .reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!has(self.referrers) || !self.referrers || !has(self.source) || has(self.source.registry) || has(self.source.artifactStore)")
+        .message("referrers copies the signatures and SBOMs of a registry artifact: it needs a registry or artifactStore source")
+        .field_path(".referrers")
+        .reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!has(self.referrers) || !self.referrers || !has(self.destination) || !has(self.destination.configMap)")
+        .message("referrers copies the signatures and SBOMs of a registry artifact: a configMap destination takes one file, so referrers must be false")
+        .field_path(".referrers")
+        .reason(Reason::FieldValueForbidden),
     validation = Rule::new("!has(self.source) || !has(self.destination) || !has(self.source.helmRepository) || !has(self.destination.artifactStore) || self.source.helmRepository.chart == self.destination.artifactStore.artifact")
         .message("a Helm chart pushed to an artifact store must have its chart name as the artifact name: source.helmRepository.chart must equal destination.artifactStore.artifact"),
     validation = Rule::new("!has(self.source) || !has(self.destination) || !has(self.source.helmRepository) || !has(self.destination.artifactStore) || self.source.helmRepository.version == self.destination.artifactStore.version")
@@ -140,6 +148,16 @@ pub struct ArtifactTransferSpec {
     #[schemars(inner(regex(pattern = patterns::PLATFORM), length(max = 64)), length(max = 32))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub platforms: Vec<String>,
+
+    /// Only with a registry or artifactStore source: when true, the artifact's referrers
+    /// (signatures, SBOMs, attestations: the manifests whose `subject` is the artifact or
+    /// one of its platform manifests, and their own referrers) are copied with it,
+    /// byte-exact, into the same destination repository, before the tag is written. The
+    /// destination's referrers API is used, or its referrers tag schema (`sha256-<hex>`
+    /// tags) kept up to date where it has none. `status.referrers` counts them. Default
+    /// false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub referrers: bool,
 
     /// How often a Ready transfer re-checks (with one HEAD request) that the destination
     /// still holds the digest, and re-copies when it does not. Go duration syntax with
@@ -491,6 +509,11 @@ pub struct ArtifactTransferStatus {
     /// VhdImageFile or Unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_type: Option<String>,
+
+    /// With `spec.referrers`: how many referrers (signatures, SBOMs, ...) of the artifact
+    /// the destination holds after the last copy, copied then or found there already.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrers: Option<i64>,
 
     /// Progress of the current or last copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]

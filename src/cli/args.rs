@@ -151,6 +151,15 @@ pub struct CopyArgs {
     /// Copy only these platforms of a multi-arch index (os/arch[/variant]); repeatable.
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Vec<String>,
+    /// Also copy the referrers (signatures, SBOMs, attestations) of the artifact and of
+    /// each manifest of an index, recursively, into the destination repository, before
+    /// the tag is written.
+    #[arg(short = 'r', long, conflicts_with = "from_helm_repo")]
+    pub recursive: bool,
+    /// With -r: copy only the referrers of this artifact type (their own referrers, such
+    /// as a signature of an SBOM, still come along).
+    #[arg(long, value_name = "TYPE", requires = "recursive")]
+    pub artifact_type: Option<String>,
     /// Blobs in flight at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
@@ -520,6 +529,10 @@ pub struct StorePushArgs {
     /// Copy the chart NAME at VERSION from this Helm HTTP repository.
     #[arg(long, value_name = "URL")]
     pub from_helm_repo: Option<String>,
+    /// With --from: also push the image's referrers (signatures, SBOMs, attestations),
+    /// recursively, into the artifact's repository, before the version tag is written.
+    #[arg(short = 'r', long, requires = "from")]
+    pub recursive: bool,
     /// Talk plain HTTP to the --from registry.
     #[arg(long)]
     pub from_plain_http: bool,
@@ -553,6 +566,10 @@ pub struct StorePullArgs {
     /// Copy into this registry reference instead (HOST/REPO[:TAG]).
     #[arg(long, value_name = "REF")]
     pub to: Option<String>,
+    /// With --to: also pull the artifact's referrers (signatures, SBOMs, attestations),
+    /// recursively, into the destination repository, before the tag is written.
+    #[arg(short = 'r', long, requires = "to")]
+    pub recursive: bool,
     /// Talk plain HTTP to the --to registry.
     #[arg(long)]
     pub to_plain_http: bool,

@@ -233,12 +233,16 @@ fn transfer_options(
         concurrency,
         chunk_size,
         platforms,
+        referrers: None,
     })
 }
 
 async fn run_copy(args: CopyArgs) -> engine::Result<()> {
     let config = DockerConfigAuth::load(args.registry_config.as_deref())?;
-    let opts = transfer_options(args.concurrency, args.chunk_size, &args.platform)?;
+    let mut opts = transfer_options(args.concurrency, args.chunk_size, &args.platform)?;
+    opts.referrers = args.recursive.then(|| engine::ReferrerSelection {
+        artifact_type: args.artifact_type.clone(),
+    });
     let dst = endpoint(&args.dst, &args.to, &config, "to")?;
     let progress = output::progress(args.output);
     let started = Instant::now();

@@ -108,6 +108,12 @@ pub fn print_summary(s: &TransferSummary) {
         HumanBytes(s.bytes_total),
         s.seconds
     );
+    if s.referrers_copied + s.referrers_skipped > 0 {
+        println!(
+            "  referrers:  {} copied, {} skipped",
+            s.referrers_copied, s.referrers_skipped
+        );
+    }
 }
 
 /// Prints `value` as one JSON line on stdout (or says on stderr that it cannot).

@@ -451,6 +451,7 @@ async fn push(a: StorePushArgs) -> engine::Result<()> {
         source,
         destination: Destination::Store(Box::new(side(&target, artifact, version))),
         platforms: Vec::new(),
+        referrers: a.recursive,
     };
     let progress = progress(a.output);
     let outcome = target
@@ -470,6 +471,12 @@ async fn push(a: StorePushArgs) -> engine::Result<()> {
                 outcome.summary.blobs_skipped,
                 outcome.summary.blobs_mounted
             );
+            if a.recursive {
+                println!(
+                    "  referrers:  {} copied, {} skipped",
+                    outcome.summary.referrers_copied, outcome.summary.referrers_skipped
+                );
+            }
         }
     }
     Ok(())
@@ -493,6 +500,7 @@ async fn pull(a: StorePullArgs) -> engine::Result<()> {
                 plain_http: a.to_plain_http,
             }),
             platforms: Vec::new(),
+            referrers: a.recursive,
         };
         let outcome = target
             .executor

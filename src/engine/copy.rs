@@ -15,6 +15,7 @@ use super::media::{self, Descriptor};
 use super::platform::{PlatformFilter, filter_index};
 use super::progress::Progress;
 use super::reference::ImageRef;
+use super::referrer_copy::{ReferrerSelection, copy_referrers};
 use super::registry::{RawManifest, RegistryClient, Scope, human_bytes};
 use crate::limits::{
     MANIFEST_FETCH_CONCURRENCY, MAX_BLOBS_PER_TRANSFER, MAX_INDEX_DEPTH, MAX_MANIFEST_BYTES,
@@ -48,6 +49,9 @@ pub struct TransferOptions {
     pub chunk_size: Option<u64>,
     /// Platforms to keep from a multi-arch index (empty = copy everything, byte-exact).
     pub platforms: Vec<PlatformFilter>,
+    /// Also copy the artifact's referrers (signatures, SBOMs), recursively; `None` =
+    /// only the artifact.
+    pub referrers: Option<ReferrerSelection>,
 }
 
 impl Default for TransferOptions {
@@ -56,6 +60,7 @@ impl Default for TransferOptions {
             concurrency: 4,
             chunk_size: None,
             platforms: Vec::new(),
+            referrers: None,
         }
     }
 }
@@ -91,6 +96,10 @@ pub struct TransferSummary {
     pub blobs_skipped: usize,
     /// Blobs mounted from another repository.
     pub blobs_mounted: usize,
+    /// Referrers written to the destination (with `referrers` asked for).
+    pub referrers_copied: usize,
+    /// Referrers the destination already held.
+    pub referrers_skipped: usize,
     /// Wall time in seconds.
     pub seconds: f64,
 }
@@ -111,7 +120,8 @@ pub struct Plan {
     pub source_label: String,
 }
 
-/// Copies `src` to `dst`: the whole manifest tree, or the platforms asked for.
+/// Copies `src` to `dst`: the whole manifest tree, or the platforms asked for, and with
+/// [`TransferOptions::referrers`] its referrers, before the tag is written.
 pub async fn copy(
     src: &Endpoint,
     dst: &Endpoint,
@@ -127,7 +137,44 @@ pub async fn copy(
             None
         }
     });
-    publish(plan, dst, tag.as_deref(), opts, progress, started).await
+    let Some(selection) = &opts.referrers else {
+        return publish(plan, dst, tag.as_deref(), opts, progress, started).await;
+    };
+    // The artifact by digest, its referrers, and only then the tag: whoever resolves
+    // the tag finds the signatures there already.
+    let subjects = referrer_subjects(&plan);
+    let root = plan.root.clone();
+    let mut summary = publish(plan, dst, None, opts, progress, started).await?;
+    let counts = copy_referrers(src, dst, &subjects, selection, opts, progress).await?;
+    summary.referrers_copied = counts.copied;
+    summary.referrers_skipped = counts.skipped;
+    if let Some(tag) = tag {
+        let repo = &dst.reference.repository;
+        if dst
+            .client
+            .head_manifest(repo, &tag, &Scope::push(repo))
+            .await?
+            .as_deref()
+            != Some(root.digest.as_str())
+        {
+            dst.client.put_manifest(repo, &tag, &root).await?;
+        }
+        summary.reference = format!("{}/{repo}:{tag}", dst.client.host());
+        progress.manifest_pushed(&summary.reference);
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// The manifests of a plan that reach the destination byte-exact, whose referrers come
+/// along: every child, and the root unless a platform filter rewrote it (the source's
+/// referrers name the source's index, which the destination does not hold).
+fn referrer_subjects(plan: &Plan) -> Vec<String> {
+    let mut subjects: Vec<String> = plan.children.iter().map(|c| c.digest.clone()).collect();
+    if plan.root.digest == plan.source_digest {
+        subjects.insert(0, plan.root.digest.clone());
+    }
+    subjects
 }
 
 /// What the source may make one transfer hold while it plans (see `crate::limits`).
@@ -342,6 +389,8 @@ pub async fn publish(
         blobs_copied: copied,
         blobs_skipped: skipped,
         blobs_mounted: mounted,
+        referrers_copied: 0,
+        referrers_skipped: 0,
         seconds: started.elapsed().as_secs_f64(),
     };
 

@@ -167,6 +167,43 @@ pub fn links(bytes: &[u8]) -> Result<Links, String> {
     Ok(Links { manifests, blobs })
 }
 
+/// What a referrers index lists about a manifest, and the manifest it refers to.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReferrerFacts {
+    /// Digest of the manifest's `subject`, when it has one (checked by the digest grammar).
+    pub subject: Option<String>,
+    /// Its `artifactType`, else its config's media type (distribution spec 1.1).
+    pub artifact_type: Option<String>,
+    /// Its annotations.
+    pub annotations: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// Reads the [`ReferrerFacts`] of a manifest's bytes.
+pub fn referrer_facts(bytes: &[u8]) -> Result<ReferrerFacts, String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Facts {
+        #[serde(default)]
+        subject: Option<Descriptor>,
+        #[serde(default)]
+        artifact_type: Option<String>,
+        #[serde(default)]
+        config: Option<Descriptor>,
+        #[serde(default)]
+        annotations: Option<std::collections::BTreeMap<String, String>>,
+    }
+    let f: Facts =
+        serde_json::from_slice(bytes).map_err(|e| format!("manifest is not valid JSON: {e}"))?;
+    if let Some(s) = &f.subject {
+        parse_digest(&s.digest).map_err(|e| format!("subject: {e}"))?;
+    }
+    Ok(ReferrerFacts {
+        subject: f.subject.map(|s| s.digest),
+        artifact_type: f.artifact_type.or(f.config.map(|c| c.media_type)),
+        annotations: f.annotations,
+    })
+}
+
 /// Media type of a manifest: the registry's `Content-Type` when it is a manifest type,
 /// else the `mediaType` field, else inferred (Helm charts carry no `mediaType`).
 pub fn manifest_media_type(bytes: &[u8], content_type: Option<&str>) -> String {

@@ -15,6 +15,7 @@ pub mod progress;
 pub mod pull_files;
 pub mod pull_one;
 pub mod reference;
+pub mod referrer_copy;
 pub mod registry;
 /// The retry policy (the shared HTTP layer's).
 pub use crate::http::retry;
@@ -25,4 +26,5 @@ pub use error::{EngineError, Result};
 pub use platform::PlatformFilter;
 pub use progress::{NoProgress, Progress};
 pub use reference::ImageRef;
+pub use referrer_copy::{ReferrerCounts, ReferrerSelection};
 pub use registry::{RegistryClient, RegistryOptions};

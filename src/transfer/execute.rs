@@ -19,6 +19,7 @@ use crate::engine::copy::{
 use crate::engine::files::{InlineFile, plan_files};
 use crate::engine::helm_repo::HelmRepository;
 use crate::engine::pull_one::{OneFile, read_one_file};
+use crate::engine::referrer_copy::ReferrerSelection;
 use crate::engine::retry::RetryPolicy;
 use crate::engine::{
     Credentials, EngineError, ImageRef, Progress, RegistryClient, RegistryOptions,
@@ -41,6 +42,10 @@ pub struct TransferOutcome {
     pub artifact_type: String,
     /// Engine summary (bytes, blobs).
     pub summary: TransferSummary,
+    /// With referrers asked for: how many the destination holds for the artifact now
+    /// (copied or already there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referrers: Option<usize>,
     /// For a ConfigMap destination: the file read, to be written by the caller; `None`
     /// when the ConfigMap already holds the store's digest (or for other destinations).
     #[serde(skip)]
@@ -207,6 +212,7 @@ impl Executor {
             concurrency: self.concurrency,
             chunk_size: None,
             platforms: req.platforms.clone(),
+            referrers: req.referrers.then(ReferrerSelection::default),
         };
         match (&req.source, &req.destination) {
             (Source::Store(_), Destination::Store(_)) => Err(both_stores()),
@@ -222,6 +228,9 @@ impl Executor {
                     digest: summary.digest.clone(),
                     destination_ref: summary.reference.clone(),
                     artifact_type: listed.artifact_type.clone(),
+                    referrers: req
+                        .referrers
+                        .then_some(summary.referrers_copied + summary.referrers_skipped),
                     summary,
                     file: None,
                 })
@@ -246,6 +255,8 @@ impl Executor {
                     blobs_copied: usize::from(read.file.is_some()),
                     blobs_skipped: usize::from(read.file.is_none()),
                     blobs_mounted: 0,
+                    referrers_copied: 0,
+                    referrers_skipped: 0,
                     seconds: started.elapsed().as_secs_f64(),
                 };
                 Ok(TransferOutcome {
@@ -254,6 +265,7 @@ impl Executor {
                     digest: read.digest,
                     destination_ref: side.reference(),
                     artifact_type: listed.artifact_type.clone(),
+                    referrers: None,
                     summary,
                     file: read.file,
                 })
@@ -321,6 +333,9 @@ impl Executor {
                         cred.server, dst.reference.repository, tag
                     ),
                     artifact_type: listed.artifact_type.clone(),
+                    referrers: req
+                        .referrers
+                        .then_some(summary.referrers_copied + summary.referrers_skipped),
                     summary,
                     file: None,
                 })

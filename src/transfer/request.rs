@@ -138,4 +138,6 @@ pub struct TransferRequest {
     pub destination: Destination,
     /// Platforms to keep from a multi-arch index.
     pub platforms: Vec<PlatformFilter>,
+    /// Copy the artifact's referrers too (registry and store sources only).
+    pub referrers: bool,
 }

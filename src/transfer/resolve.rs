@@ -530,6 +530,7 @@ pub fn resolve(
         source,
         destination,
         platforms,
+        referrers: spec.referrers,
     })
 }
 

@@ -19,7 +19,7 @@ pub fn succeeded(
     now: Timestamp,
 ) {
     let s = &outcome.summary;
-    let message = format!(
+    let mut message = format!(
         "{} {} ({}): {} blobs copied, {} skipped, {} mounted",
         match outcome.direction {
             super::Direction::Push => "pushed to",
@@ -31,6 +31,9 @@ pub fn succeeded(
         s.blobs_skipped,
         s.blobs_mounted
     );
+    if let Some(n) = outcome.referrers {
+        message.push_str(&format!("; {n} referrers ({} copied)", s.referrers_copied));
+    }
     conditions::mark_ready(
         &mut status.conditions,
         generation,
@@ -44,6 +47,7 @@ pub fn succeeded(
     status.set_digest(outcome.digest.clone());
     status.destination_ref = Some(outcome.destination_ref.clone());
     status.artifact_type = Some(outcome.artifact_type.clone());
+    status.referrers = outcome.referrers.map(|n| n as i64);
     status.progress = Some(TransferProgress {
         bytes_total: s.bytes_total as i64,
         bytes_done: s.bytes_total as i64,

@@ -792,6 +792,7 @@ pub fn push(source: Source, to: StoreSide) -> TransferRequest {
         source,
         destination: Destination::Store(Box::new(to)),
         platforms: Vec::new(),
+        referrers: false,
     }
 }
 
@@ -801,6 +802,7 @@ pub fn pull(from: StoreSide, to: RegistrySide) -> TransferRequest {
         source: Source::Store(Box::new(from)),
         destination: Destination::Registry(to),
         platforms: Vec::new(),
+        referrers: false,
     }
 }
 

@@ -95,6 +95,8 @@ pub struct Summary {
     pub blobs_copied: u64,
     pub blobs_skipped: u64,
     pub blobs_mounted: u64,
+    pub referrers_copied: u64,
+    pub referrers_skipped: u64,
     pub seconds: f64,
 }
 
@@ -125,6 +127,8 @@ impl Summary {
             blobs_copied: n("blobsCopied"),
             blobs_skipped: n("blobsSkipped"),
             blobs_mounted: n("blobsMounted"),
+            referrers_copied: n("referrersCopied"),
+            referrers_skipped: n("referrersSkipped"),
             seconds: v["seconds"]
                 .as_f64()
                 .unwrap_or_else(|| panic!("JSON field \"seconds\" missing or not a number\n{out}")),

@@ -9,7 +9,7 @@
 //! descriptors are taken, every digest is checked, and a `Link` that leaves the registry's
 //! origin or its referrers path is refused.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::distribution::with_query;
 use super::*;
@@ -20,7 +20,7 @@ pub const MAX_REFERRERS: usize = 1024;
 pub const MAX_REFERRER_PAGES: usize = 64;
 
 /// One referrer, as the index lists it.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Referrer {
     /// Media type of the referring manifest.
@@ -31,10 +31,10 @@ pub struct Referrer {
     /// Its size.
     pub size: u64,
     /// Its artifact type (e.g. `application/spdx+json`, a signature type).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_type: Option<String>,
     /// Its annotations.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<std::collections::BTreeMap<String, String>>,
 }
 
@@ -84,7 +84,8 @@ impl RegistryClient {
             }
             let resp = self
                 .send(&Scope::pull(repo), &action, |c| {
-                    c.get(&url).header(header::ACCEPT, OCI_INDEX)
+                    c.get(&url)
+                        .header(header::ACCEPT, crate::engine::media::OCI_INDEX)
                 })
                 .await?;
             if resp.status() == StatusCode::NOT_FOUND && page == 0 {
@@ -167,9 +168,6 @@ impl RegistryClient {
 pub fn referrers_tag(digest: &str) -> String {
     digest.replacen(':', "-", 1)
 }
-
-/// Media type of an OCI image index.
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 fn filtered(referrers: Vec<Referrer>, artifact_type: Option<&str>) -> Vec<Referrer> {
     match artifact_type {
