@@ -46,7 +46,8 @@ pub enum Implementation {
     #[default]
     Distribution2,
     /// distribution v3 (`registry`, built from its Go module by scripts/tools.sh): a
-    /// current implementation, with the referrers API.
+    /// current implementation, stricter than 2.8, but (v3.1.2) also without the referrers
+    /// API; the emulator's registry front serves that API, as ACR does.
     Distribution3,
 }
 
