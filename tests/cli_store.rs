@@ -17,24 +17,12 @@ const MANIFEST: &str = "cli-manifest";
 
 /// `store <sub>` with the store flags of the emulator's store, no sign-in yet.
 fn store_unsigned(env: &TestEnv, emu: &Emulator, sub: &str) -> Cmd {
-    env.ours()
-        .args(["store", sub])
-        .args(["--subscription", SUB, "--resource-group", RG])
-        .args(["--publisher", PUBLISHER, "--artifact-store", STORE])
-        .args(["--manifest", MANIFEST])
-        .arg("--arm-endpoint")
-        .arg(emu.ep("armEndpoint"))
-        .arg("--authority-host")
-        .arg(emu.ep("authorityHost"))
-        .env("SSL_CERT_FILE", emu.ca_file())
+    emu.store_cli_unsigned(env, sub, MANIFEST)
 }
 
 /// `store <sub> <flags…> <args…>` signed in as the emulator's service principal.
 fn store(env: &TestEnv, emu: &Emulator, sub: &str) -> Cmd {
-    store_unsigned(env, emu, sub)
-        .env("AZURE_TENANT_ID", emu.ep("tenantId"))
-        .env("AZURE_CLIENT_ID", emu.ep("clientId"))
-        .env("AZURE_CLIENT_SECRET", emu.client_secret())
+    emu.store_cli(env, sub, MANIFEST)
 }
 
 fn json(out: &Output) -> Value {

@@ -88,6 +88,12 @@ fn push(name: &str, source: Value, artifact: &str, version: &str) -> Value {
     })
 }
 
+/// `transfer` with `spec.referrers: true`.
+fn with_referrers(mut transfer: Value) -> Value {
+    transfer["spec"]["referrers"] = json!(true);
+    transfer
+}
+
 fn registry_source(image: &str) -> Value {
     json!({"registry": {"image": image, "plainHTTP": true}})
 }
@@ -291,14 +297,8 @@ fn pushes_image_chart_and_template_then_pulls_back_with_events_metrics_and_no_se
     );
     let env = &stack.env;
     let src = Registry::start();
-    let image = fixtures::push_image(
-        env,
-        &src,
-        "contoso/cnf:1.0.0",
-        &[300_000, 40_000],
-        Flavor::Oci,
-        None,
-    );
+    // Signed, with an SBOM and a signature of the SBOM: `spec.referrers` brings them.
+    let image = fixtures::signed_image(env, &src, "contoso/cnf:1.0.0");
     let repo = fixtures::helm_http_repo(env, &[("contoso-chart", "0.1.0")], None);
     let mirror_password = "mirror-pass-5f1c2a";
     let mirror = Registry::with_basic_auth("mirror", mirror_password);
@@ -308,7 +308,7 @@ fn pushes_image_chart_and_template_then_pulls_back_with_events_metrics_and_no_se
     stack.apply(&list(vec![
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "nf-template", "namespace": NS},
             "data": {"template.json": template}}),
-        push("image", registry_source(&src.reference("contoso/cnf:1.0.0")), "contoso-cnf", "1.0.0"),
+        with_referrers(push("image", registry_source(&src.reference("contoso/cnf:1.0.0")), "contoso-cnf", "1.0.0")),
         push("chart", json!({"helmRepository": {"url": repo.url(), "chart": "contoso-chart", "version": "0.1.0"}}),
             "contoso-chart", "0.1.0"),
         push("template", json!({"configMap": {"name": "nf-template", "key": "template.json", "mediaType": "application/json"}}),
@@ -318,11 +318,20 @@ fn pushes_image_chart_and_template_then_pulls_back_with_events_metrics_and_no_se
     let ready = stack.wait_ready(&["image", "chart", "template"]);
     assert_eq!(
         status_str(&ready[0], "digest"),
-        image.digest,
+        image.image,
         "image digest is byte-exact"
     );
     assert_eq!(status_str(&ready[0], "direction"), "Push");
-    assert_eq!(status_str(&ready[0], "shortDigest"), &image.digest[7..19]);
+    assert_eq!(ready[0]["status"]["referrers"], 3, "{}", ready[0]);
+    let message = condition(&ready[0], "Ready").map(|c| c["message"].to_string());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("3 referrers (3 copied)")),
+        "{message:?}"
+    );
+    assert!(ready[1]["status"]["referrers"].is_null(), "not asked for");
+    assert_eq!(status_str(&ready[0], "shortDigest"), &image.image[7..19]);
     assert_eq!(status_str(&ready[2], "artifactType"), "ArmTemplate");
     for t in &ready {
         assert_eq!(
@@ -337,7 +346,7 @@ fn pushes_image_chart_and_template_then_pulls_back_with_events_metrics_and_no_se
 
     // Independent check of what the store holds.
     stack.login_store();
-    assert_eq!(stack.store_digest("contoso-cnf:1.0.0"), image.digest);
+    assert_eq!(stack.store_digest("contoso-cnf:1.0.0"), image.image);
     assert_eq!(
         stack.store_digest("contoso-chart:0.1.0"),
         status_str(&ready[1], "digest")
@@ -366,12 +375,22 @@ fn pushes_image_chart_and_template_then_pulls_back_with_events_metrics_and_no_se
                     "artifact": "contoso-cnf", "version": "1.0.0"}},
                 "destination": {"registry": {"image": mirror.reference("mirror/cnf:1.0.0"), "plainHTTP": true,
                     "secretRef": {"name": "mirror-cred"}}},
+                "referrers": true,
             }}),
     ]));
     let pulled = stack.wait_ready(&["pull"]).remove(0);
     assert_eq!(status_str(&pulled, "direction"), "Pull");
-    assert_eq!(status_str(&pulled, "digest"), image.digest);
-    assert_eq!(env.skopeo_digest(&mirror, "mirror/cnf:1.0.0"), image.digest);
+    assert_eq!(pulled["status"]["referrers"], 3, "{pulled}");
+    let mut at_mirror = fixtures::oras_discover(env, &mirror, "mirror/cnf:1.0.0");
+    let mut at_source = fixtures::oras_discover(env, &src, "contoso/cnf:1.0.0");
+    at_mirror.sort();
+    at_source.sort();
+    assert_eq!(
+        at_mirror, at_source,
+        "the signatures and the SBOM came back"
+    );
+    assert_eq!(status_str(&pulled, "digest"), image.image);
+    assert_eq!(env.skopeo_digest(&mirror, "mirror/cnf:1.0.0"), image.image);
 
     // Events: Started and Succeeded for each transfer; the store was checked.
     for name in ["image", "chart", "template", "pull"] {
@@ -410,7 +429,7 @@ fn pushes_image_chart_and_template_then_pulls_back_with_events_metrics_and_no_se
     // `kubectl get aosm` lists everything with the digest column.
     let listed = stack.kubectl().args(["get", "aosm", "-A"]).ok();
     assert!(
-        listed.stdout.contains(&image.digest[7..19]),
+        listed.stdout.contains(&image.image[7..19]),
         "{}",
         listed.stdout
     );

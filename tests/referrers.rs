@@ -11,12 +11,9 @@ mod support;
 
 use aosm_artifact_operator::engine::registry::referrers::Discovery;
 use aosm_artifact_operator::engine::{RegistryClient, RegistryOptions};
-use support::fixtures::{self, Flavor};
+use support::fixtures::{self, Flavor, SBOM, SIGNATURE, oras_discover, signed_image};
 use support::registry::Implementation;
 use support::{Registry, Summary, TestEnv, rt};
-
-const SBOM: &str = "application/spdx+json";
-const SIGNATURE: &str = "application/vnd.example.signature";
 
 fn referrers_of_a_signed_image(imp: Implementation) {
     let env = TestEnv::new();
@@ -109,70 +106,6 @@ fn referrers_of_a_signed_image_on_distribution2_by_the_tag_schema() {
 #[test]
 fn referrers_of_a_signed_image_on_distribution3_by_the_tag_schema() {
     referrers_of_a_signed_image(Implementation::Distribution3);
-}
-
-/// An image with an SBOM, a signature, and a signature of the SBOM, all by `oras attach`.
-struct Signed {
-    image: String,
-    sbom: String,
-    signature: String,
-    sbom_signature: String,
-}
-
-fn signed_image(env: &TestEnv, reg: &Registry, path: &str) -> Signed {
-    let image = fixtures::push_image(env, reg, path, &[4096, 2048], Flavor::Oci, None).digest;
-    let repo = path.split(':').next().expect("repo:tag");
-    let attach = |subject: &str, artifact_type: &str, name: &str, content: &[u8]| {
-        fixtures::oras_attach(
-            env,
-            reg,
-            subject,
-            artifact_type,
-            name,
-            content,
-            "application/octet-stream",
-        )
-    };
-    let sbom = attach(path, SBOM, "sbom.json", br#"{"spdxVersion": "SPDX-2.3"}"#);
-    let signature = attach(path, SIGNATURE, "sig.bin", b"signed image");
-    let sbom_signature = attach(
-        &format!("{repo}@{sbom}"),
-        SIGNATURE,
-        "sbom-sig.bin",
-        b"signed sbom",
-    );
-    Signed {
-        image,
-        sbom,
-        signature,
-        sbom_signature,
-    }
-}
-
-/// `oras discover --format json`: the (digest, artifact type) of every referrer of
-/// `reference`, at every level, as oras finds them.
-fn oras_discover(env: &TestEnv, reg: &Registry, reference: &str) -> Vec<(String, String)> {
-    let out = env
-        .oras(reg)
-        .args(["discover", "--format", "json"])
-        .args(TestEnv::oras_flags(reg))
-        .arg(reg.reference(reference))
-        .ok();
-    fn walk(v: &serde_json::Value, into: &mut Vec<(String, String)>) {
-        for key in ["referrers", "manifests"] {
-            for r in v[key].as_array().into_iter().flatten() {
-                into.push((
-                    r["digest"].as_str().unwrap_or_default().to_string(),
-                    r["artifactType"].as_str().unwrap_or_default().to_string(),
-                ));
-                walk(r, into);
-            }
-        }
-    }
-    let mut found = Vec::new();
-    walk(&out.json(), &mut found);
-    found.sort();
-    found
 }
 
 /// The manifest bytes of `repo@digest` at `reg`, which must exist.

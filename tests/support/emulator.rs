@@ -669,6 +669,30 @@ impl Emulator {
 
     // ----- the external tools against the emulator's registry ----------------------------
 
+    /// `aosm-artifact-operator store <sub>` with the flags of this emulator's store and
+    /// `manifest`, not signed in yet.
+    pub fn store_cli_unsigned(&self, env: &TestEnv, sub: &str, manifest: &str) -> Cmd {
+        env.ours()
+            .args(["store", sub])
+            .args(["--subscription", SUB, "--resource-group", RG])
+            .args(["--publisher", PUBLISHER, "--artifact-store", STORE])
+            .args(["--manifest", manifest])
+            .arg("--arm-endpoint")
+            .arg(self.ep("armEndpoint"))
+            .arg("--authority-host")
+            .arg(self.ep("authorityHost"))
+            .env("SSL_CERT_FILE", self.ca_file())
+    }
+
+    /// [`Self::store_cli_unsigned`] signed in as the emulator's service principal
+    /// (through the environment).
+    pub fn store_cli(&self, env: &TestEnv, sub: &str, manifest: &str) -> Cmd {
+        self.store_cli_unsigned(env, sub, manifest)
+            .env("AZURE_TENANT_ID", self.ep("tenantId"))
+            .env("AZURE_CLIENT_ID", self.ep("clientId"))
+            .env("AZURE_CLIENT_SECRET", self.client_secret())
+    }
+
     /// Lets the tools of `env` (crane, skopeo, oras, helm) trust the emulator's CA and log
     /// in to its registry with `cred` (replacing earlier credentials for that host).
     pub fn login_tools(&self, env: &TestEnv, cred: &ScopedCredential) {

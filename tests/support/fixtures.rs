@@ -1,6 +1,7 @@
 //! Test fixtures, made only with independent tools (crane, oras, helm, skopeo), never
 //! with the binary under test. Layer content is random and generated per test.
 
+use super::cmd::Cmd;
 use super::env::TestEnv;
 use super::fileserver::FileServer;
 use super::registry::Registry;
@@ -394,4 +395,78 @@ pub fn oras_push(
     }
     let out = cmd.ok();
     out.json()["digest"].as_str().unwrap().to_string()
+}
+
+/// Artifact type of the SBOMs the referrer tests attach.
+pub const SBOM: &str = "application/spdx+json";
+/// Artifact type of the signatures the referrer tests attach.
+pub const SIGNATURE: &str = "application/vnd.example.signature";
+
+/// An image with an SBOM, a signature, and a signature of the SBOM, all by `oras attach`.
+pub struct Signed {
+    /// The image's digest; then its referrers' digests.
+    pub image: String,
+    pub sbom: String,
+    pub signature: String,
+    pub sbom_signature: String,
+}
+
+pub fn signed_image(env: &TestEnv, reg: &Registry, path: &str) -> Signed {
+    let image = push_image(env, reg, path, &[4096, 2048], Flavor::Oci, None).digest;
+    let repo = path.split(':').next().expect("repo:tag");
+    let attach = |subject: &str, artifact_type: &str, name: &str, content: &[u8]| {
+        oras_attach(
+            env,
+            reg,
+            subject,
+            artifact_type,
+            name,
+            content,
+            "application/octet-stream",
+        )
+    };
+    let sbom = attach(path, SBOM, "sbom.json", br#"{"spdxVersion": "SPDX-2.3"}"#);
+    let signature = attach(path, SIGNATURE, "sig.bin", b"signed image");
+    let sbom_signature = attach(
+        &format!("{repo}@{sbom}"),
+        SIGNATURE,
+        "sbom-sig.bin",
+        b"signed sbom",
+    );
+    Signed {
+        image,
+        sbom,
+        signature,
+        sbom_signature,
+    }
+}
+
+/// `oras discover --format json`: the (digest, artifact type) of every referrer of
+/// `reference`, at every level, as oras finds them.
+pub fn oras_discover(env: &TestEnv, reg: &Registry, reference: &str) -> Vec<(String, String)> {
+    let mut args = TestEnv::oras_flags(reg);
+    args.push(reg.reference(reference));
+    oras_discover_with(env.oras(reg), &args)
+}
+
+/// `<oras> discover --format json ARGS` (`oras` prepared for the registry; ARGS its
+/// connection flags and the reference): (digest, artifact type) of every referrer, at
+/// every level, sorted.
+pub fn oras_discover_with(oras: Cmd, args: &[String]) -> Vec<(String, String)> {
+    let out = oras.args(["discover", "--format", "json"]).args(args).ok();
+    fn walk(v: &serde_json::Value, into: &mut Vec<(String, String)>) {
+        for key in ["referrers", "manifests"] {
+            for r in v[key].as_array().into_iter().flatten() {
+                into.push((
+                    r["digest"].as_str().unwrap_or_default().to_string(),
+                    r["artifactType"].as_str().unwrap_or_default().to_string(),
+                ));
+                walk(r, into);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(&out.json(), &mut found);
+    found.sort();
+    found
 }
