@@ -805,18 +805,6 @@ fn text_output_reports_success_on_stderr_and_copies(imp: Implementation) {
     assert_eq!(env.crane_digest(&dst, "apps/web:1"), image.digest);
 }
 
-/// Each case as a test against each registry implementation.
-macro_rules! on_each_implementation {
-    ($($case:ident),* $(,)?) => {
-        mod distribution2 {
-            $( #[test] fn $case() { super::$case(super::Implementation::Distribution2) } )*
-        }
-        mod distribution3 {
-            $( #[test] fn $case() { super::$case(super::Implementation::Distribution3) } )*
-        }
-    };
-}
-
 on_each_implementation!(
     oci_image_copy_is_byte_exact,
     docker_v2s2_image_copy_is_byte_exact,

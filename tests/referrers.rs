@@ -290,18 +290,7 @@ fn referrers_of_every_platform_of_an_index_come_along(imp: Implementation) {
     assert_eq!(dst.manifest_status("amd64/multi", &of_index), 404);
 }
 
-macro_rules! on_both {
-    ($($case:ident),* $(,)?) => {
-        mod distribution2 {
-            $( #[test] fn $case() { super::$case(super::Implementation::Distribution2) } )*
-        }
-        mod distribution3 {
-            $( #[test] fn $case() { super::$case(super::Implementation::Distribution3) } )*
-        }
-    };
-}
-
-on_both!(
+on_each_implementation!(
     copy_brings_every_referrer_byte_exact_and_keeps_the_tag_schema,
     artifact_type_selects_direct_referrers_and_keeps_their_own,
     referrers_of_every_platform_of_an_index_come_along,

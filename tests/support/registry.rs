@@ -39,6 +39,24 @@ pub struct RegistryOptions {
     pub implementation: Implementation,
 }
 
+/// Each case (a `fn(Implementation)`) as one test per registry implementation, in modules
+/// `distribution2` and `distribution3`.
+#[macro_export]
+macro_rules! on_each_implementation {
+    ($($case:ident),* $(,)?) => {
+        mod distribution2 {
+            $( #[test] fn $case() {
+                super::$case($crate::support::registry::Implementation::Distribution2)
+            } )*
+        }
+        mod distribution3 {
+            $( #[test] fn $case() {
+                super::$case($crate::support::registry::Implementation::Distribution3)
+            } )*
+        }
+    };
+}
+
 /// The registry implementations tests run against.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Implementation {
