@@ -705,6 +705,8 @@ fn json_output_has_every_field_and_uses_the_source_tag_when_dst_has_none(imp: Im
         "digest",
         "mediaType",
         "reference",
+        "referrersCopied",
+        "referrersSkipped",
         "seconds",
     ] {
         assert!(keys.contains(&key), "field {key} missing from {v}");
