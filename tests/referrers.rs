@@ -2,7 +2,8 @@
 //! an image signed and given an SBOM with `oras attach`, and a signature of the SBOM.
 //! Neither distribution 2.8 nor distribution v3.1.2 serves the referrers API (both answer
 //! 404), so oras keeps the referrers tag schema (`sha256-<hex>`) and we read it; the API
-//! path is tested against the in-process fake (`inproc_engine.rs`).
+//! path is tested against the in-process fake (`inproc_engine.rs`) and against the
+//! emulator's ACR front, which serves it (`store_referrers_api.rs`).
 
 mod support;
 

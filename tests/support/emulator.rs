@@ -312,6 +312,13 @@ impl Emulator {
         self.ep("registry")
     }
 
+    /// The process id of the registry behind the ACR front.
+    pub fn registry_pid(&self) -> Option<u32> {
+        self.ep["registryPid"]
+            .as_u64()
+            .and_then(|p| u32::try_from(p).ok())
+    }
+
     /// `localhost:PORT/<path>` in the emulator's registry.
     pub fn reference(&self, path: &str) -> String {
         format!("{}/{path}", self.registry())
