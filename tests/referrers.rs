@@ -5,7 +5,8 @@
 //! oras keeps the referrers tag schema (`sha256-<hex>`), we read it at the source and keep
 //! it at the destination, and `oras discover` (an independent reader) checks the result.
 //! The API path is tested against the in-process fake (`inproc_engine.rs`) and the
-//! emulator's registry front (`store_referrers.rs`).
+//! emulator's ACR front, which serves it as ACR does (`store_referrers_api.rs`,
+//! `store_referrers.rs`).
 
 mod support;
 

@@ -43,7 +43,16 @@ pub struct RuntimeConfig {
     /// PEM bundle trusted, besides nothing else, for the issuers' HTTPS endpoints (e.g. a
     /// test cluster's CA); `None`: the issuers are unreachable.
     pub oidc_ca_file: Option<String>,
+    /// Most descriptors on one page of the registry front's referrers API (1..=10000);
+    /// more are announced with a `Link` to the next page.
+    pub referrers_page_size: u32,
 }
+
+/// Default of [`RuntimeConfig::referrers_page_size`].
+pub const DEFAULT_REFERRERS_PAGE_SIZE: u32 = 1000;
+
+/// Largest [`RuntimeConfig::referrers_page_size`].
+pub const MAX_REFERRERS_PAGE_SIZE: u32 = 10_000;
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
@@ -60,6 +69,7 @@ impl Default for RuntimeConfig {
             deny_scopes: Vec::new(),
             federated_credentials: Vec::new(),
             oidc_ca_file: None,
+            referrers_page_size: DEFAULT_REFERRERS_PAGE_SIZE,
         }
     }
 }
@@ -95,6 +105,8 @@ pub struct ConfigPatch {
     pub federated_credentials: Option<Vec<FederatedCredential>>,
     /// See [`RuntimeConfig::oidc_ca_file`].
     pub oidc_ca_file: Option<String>,
+    /// See [`RuntimeConfig::referrers_page_size`].
+    pub referrers_page_size: Option<u32>,
 }
 
 /// Which fault sequences a patch restarts.
@@ -113,6 +125,12 @@ impl RuntimeConfig {
             return Err(format!(
                 "armErrorRate must be within 0..=1, got {}",
                 self.arm_error_rate
+            ));
+        }
+        if !(1..=MAX_REFERRERS_PAGE_SIZE).contains(&self.referrers_page_size) {
+            return Err(format!(
+                "referrersPageSize must be within 1..={MAX_REFERRERS_PAGE_SIZE}, got {}",
+                self.referrers_page_size
             ));
         }
         Ok(())
@@ -139,7 +157,8 @@ impl RuntimeConfig {
             credential_repositories_blank,
             deny_clients,
             deny_scopes,
-            federated_credentials
+            federated_credentials,
+            referrers_page_size
         );
         if let Some(ca) = patch.oidc_ca_file {
             next.oidc_ca_file = (!ca.is_empty()).then_some(ca);
@@ -185,5 +204,10 @@ mod tests {
         assert!(c.apply(patch).is_err());
         assert_eq!(c, RuntimeConfig::default());
         assert!(serde_json::from_str::<ConfigPatch>(r#"{"nope":1}"#).is_err());
+        let zero_page: ConfigPatch = serde_json::from_str(r#"{"referrersPageSize":0}"#).unwrap();
+        assert!(c.apply(zero_page).is_err());
+        let page: ConfigPatch = serde_json::from_str(r#"{"referrersPageSize":2}"#).unwrap();
+        c.apply(page).unwrap();
+        assert_eq!(c.referrers_page_size, 2);
     }
 }

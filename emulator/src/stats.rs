@@ -63,6 +63,12 @@ pub struct AcrFrontStats {
     pub storage_refused_authorization: u64,
     /// Storage requests refused for a missing, expired or mismatched signature.
     pub storage_refused_signature: u64,
+    /// Referrers API requests answered with an index (200).
+    pub referrers: u64,
+    /// Referrers API requests answered with the registry's refusal (401/403).
+    pub referrers_refused: u64,
+    /// Manifest PUTs answered with `OCI-Subject` (stored manifests with a subject).
+    pub subject_manifests: u64,
 }
 
 /// Which kind of Entra token was issued.

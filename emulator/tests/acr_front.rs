@@ -196,6 +196,40 @@ fn a_request_body_above_20_mb_is_refused_with_413_before_the_registry_sees_it() 
     assert_eq!(emu.stats()["acrFront"]["tooLarge"], 1);
 }
 
+#[test]
+fn a_manifest_above_4_mib_is_refused_with_413_announced_or_chunked() {
+    let emu = Emulator::start(&[]);
+    let (token, _) = pushed(&emu, "small");
+    let registry = emu.ep("registry");
+    let pad = "x".repeat(4 * 1024 * 1024);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","annotations":{{"pad":"{pad}"}}}}"#
+    );
+    let url = format!("https://{registry}/v2/{REPO}/manifests/big");
+    let put = |body: reqwest::blocking::Body| {
+        emu.client()
+            .put(&url)
+            .bearer_auth(&token)
+            .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            .body(body)
+            .send()
+            .expect("PUT manifest")
+    };
+    // With Content-Length (refused before reading), then chunked (refused while reading).
+    let announced = put(manifest.clone().into());
+    let chunked = put(reqwest::blocking::Body::new(std::io::Cursor::new(
+        manifest.into_bytes(),
+    )));
+    for resp in [announced, chunked] {
+        assert_eq!(resp.status().as_u16(), 413);
+        let body: Value = resp.json().expect("an error body");
+        assert_eq!(body["errors"][0]["code"], "SIZE_INVALID", "{body}");
+    }
+    let resp = emu.client().get(&url).bearer_auth(&token).send().unwrap();
+    assert_eq!(resp.status().as_u16(), 404, "nothing was stored");
+    assert_eq!(emu.stats()["acrFront"]["tooLarge"], 2);
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     sha2::Sha256::digest(bytes)

@@ -312,17 +312,24 @@ impl Emulator {
         self.ep("registry")
     }
 
+    /// The process id of the registry behind the ACR front.
+    pub fn registry_pid(&self) -> Option<u32> {
+        self.ep["registryPid"]
+            .as_u64()
+            .and_then(|p| u32::try_from(p).ok())
+    }
+
     /// `localhost:PORT/<path>` in the emulator's registry.
     pub fn reference(&self, path: &str) -> String {
         format!("{}/{path}", self.registry())
     }
 
-    /// The CA (PEM) of the emulator's listener and registry.
     /// The emulator's state directory (its registry's storage is under `registry/`).
     pub fn state_dir(&self) -> &Path {
         &self.state
     }
 
+    /// The CA (PEM) of the emulator's listener and registry.
     pub fn ca_file(&self) -> PathBuf {
         test_ca().ca_pem.clone()
     }

@@ -8,12 +8,17 @@
 //!   signed URL on a separate storage origin ([`storage`]), as ACR redirects to Azure Blob
 //!   Storage. The storage origin refuses any request that carries an `Authorization`
 //!   header, as Azure Storage does with a SAS URL, so a client that sends its registry
-//!   credential there fails the test that meets it.
+//!   credential there fails the test that meets it;
+//! - the OCI referrers API, `GET /v2/<name>/referrers/<digest>`, read from the registry's
+//!   storage ([`referrers`]), and `OCI-Subject` on the answer to a manifest `PUT` with a
+//!   `subject` (manifest bodies are capped at 4 MiB, as ACR's).
 //!
 //! The registry behind it still decides every authorization itself (the front forwards
-//! the client's token unchanged and redirects only after the registry said yes).
+//! the client's token unchanged, and redirects or lists referrers only after the registry
+//! said yes to a request needing the same permission).
 
 pub mod proxy;
+pub mod referrers;
 pub mod storage;
 
 use crate::app::App;
@@ -41,6 +46,8 @@ pub struct Front {
     pub client: reqwest::Client,
     /// Signed URLs handed out and not yet expired.
     pub grants: std::sync::Mutex<storage::Grants>,
+    /// Turns for referrers scans ([`referrers::MAX_CONCURRENT_SCANS`] at once).
+    pub scans: tokio::sync::Semaphore,
 }
 
 impl Front {
@@ -64,6 +71,7 @@ impl Front {
             storage_root,
             client,
             grants: std::sync::Mutex::default(),
+            scans: tokio::sync::Semaphore::new(referrers::MAX_CONCURRENT_SCANS),
         })
     }
 }

@@ -1,9 +1,12 @@
 //! Forwards every request to the registry behind the front, except what ACR answers
 //! itself: a body above [`MAX_REQUEST_BODY`] gets `413` (announced by `Content-Length`
-//! before anything is forwarded; counted while streaming otherwise), and a blob `GET` the
-//! registry allows gets `307` to a signed storage URL.
+//! before anything is forwarded; counted while streaming otherwise), a blob `GET` the
+//! registry allows gets `307` to a signed storage URL, and a referrers API `GET` is
+//! answered by [`referrers::serve`]. A manifest `PUT` is buffered (at most
+//! [`referrers::MAX_MANIFEST_BYTES`], `413` above) so that a stored manifest with a
+//! `subject` is answered with `OCI-Subject`.
 
-use super::{Front, MAX_REQUEST_BODY, storage};
+use super::{Front, MAX_REQUEST_BODY, referrers, storage};
 use crate::app::lock;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -26,7 +29,8 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
-fn forwardable(headers: &HeaderMap) -> HeaderMap {
+/// `headers` without the hop-by-hop ones and `Host`.
+pub(super) fn forwardable(headers: &HeaderMap) -> HeaderMap {
     let mut out = headers.clone();
     for h in HOP_BY_HOP.iter().chain([&header::HOST]) {
         out.remove(h);
@@ -49,6 +53,17 @@ fn blob_get_hex(method: &Method, path: &str) -> Option<String> {
     ok.then(|| hex.to_string())
 }
 
+/// The `PUT /v2/<name>/manifests/<reference>` requests.
+fn is_manifest_put(method: &Method, path: &str) -> bool {
+    *method == Method::PUT
+        && path
+            .strip_prefix("/v2/")
+            .and_then(|rest| rest.rsplit_once("/manifests/"))
+            .is_some_and(|(name, reference)| {
+                !name.is_empty() && !reference.is_empty() && !reference.contains('/')
+            })
+}
+
 fn too_large(front: &Front, size: Option<u64>) -> Response {
     lock(&front.app.stats).acr_front.too_large += 1;
     let what = size.map_or("the request body".to_string(), |n| {
@@ -65,13 +80,57 @@ fn too_large(front: &Front, size: Option<u64>) -> Response {
     (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response()
 }
 
+fn manifest_too_large(front: &Front, size: Option<u64>) -> Response {
+    lock(&front.app.stats).acr_front.too_large += 1;
+    let limit = referrers::MAX_MANIFEST_BYTES;
+    let what = size.map_or("the manifest".to_string(), |n| {
+        format!("a manifest of {n} bytes")
+    });
+    tracing::info!(
+        size,
+        "registry front: 413 for a manifest above {limit} bytes"
+    );
+    referrers::error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "SIZE_INVALID",
+        &format!("{what} is above the limit of {limit} bytes for a manifest"),
+    )
+}
+
+/// Why a manifest body was not buffered.
+enum Unbuffered {
+    /// It is longer than the cap (the rest was drained).
+    TooLarge,
+    /// The client's body broke off.
+    Broken,
+}
+
+/// The whole of `body` when it holds at most `cap` bytes.
+async fn buffer(body: Body, cap: u64) -> Result<axum::body::Bytes, Unbuffered> {
+    let mut stream = body.into_data_stream();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| Unbuffered::Broken)?;
+        if (out.len() + chunk.len()) as u64 > cap {
+            drain_stream(stream).await;
+            return Err(Unbuffered::TooLarge);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.into())
+}
+
 /// Most bytes of a refused body read and discarded before the 413 goes out, so a client
 /// still writing its body reads the answer instead of a broken pipe.
 const MAX_DRAIN: u64 = 64 * 1024 * 1024;
 
 /// Reads and discards up to [`MAX_DRAIN`] bytes of `body`.
 async fn drain(body: Body) {
-    let mut stream = body.into_data_stream();
+    drain_stream(body.into_data_stream()).await;
+}
+
+/// Reads and discards up to [`MAX_DRAIN`] bytes of `stream`.
+async fn drain_stream(mut stream: axum::body::BodyDataStream) {
     let mut read: u64 = 0;
     while read <= MAX_DRAIN {
         match stream.next().await {
@@ -98,12 +157,25 @@ pub async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
         drain(body).await;
         return too_large(&front, announced);
     }
+    if parts.method == Method::GET
+        && let Some(parsed) = referrers::parse(parts.uri.path(), parts.uri.query())
+    {
+        return match parsed {
+            Ok(query) => referrers::serve(&front, query, &parts.headers).await,
+            Err(why) => referrers::invalid(why),
+        };
+    }
+    let manifest_put = is_manifest_put(&parts.method, parts.uri.path());
+    if manifest_put && announced.is_some_and(|n| n > referrers::MAX_MANIFEST_BYTES) {
+        drain(body).await;
+        return manifest_too_large(&front, announced);
+    }
     let path_and_query = parts.uri.path_and_query().map_or_else(
         || parts.uri.path().to_string(),
         |pq| pq.as_str().to_string(),
     );
     let url = format!("{}{path_and_query}", front.backend);
-    let headers = forwardable(&parts.headers);
+    let mut headers = forwardable(&parts.headers);
 
     if let Some(hex) = blob_get_hex(&parts.method, parts.uri.path()) {
         // Ask the registry whether this client may read the blob; redirect only on yes.
@@ -132,25 +204,49 @@ pub async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
     }
 
     let exceeded = Arc::new(AtomicBool::new(false));
-    let flag = exceeded.clone();
-    let mut seen: u64 = 0;
-    let stream = body.into_data_stream().map(move |chunk| {
-        let chunk = chunk.map_err(std::io::Error::other)?;
-        seen = seen.saturating_add(chunk.len() as u64);
-        if seen > MAX_REQUEST_BODY {
-            flag.store(true, Ordering::SeqCst);
-            return Err(std::io::Error::other(
-                "request body above the front's limit",
-            ));
+    // The subject of a manifest PUT's body, answered with `OCI-Subject` once stored.
+    let mut subject = None;
+    let request_body = if manifest_put {
+        match buffer(body, referrers::MAX_MANIFEST_BYTES).await {
+            Ok(bytes) => {
+                subject = referrers::subject_of(&bytes);
+                // The client may have sent it chunked: the length is the buffer's.
+                headers.remove(header::CONTENT_LENGTH);
+                Some(reqwest::Body::from(bytes))
+            }
+            Err(Unbuffered::TooLarge) => return manifest_too_large(&front, None),
+            Err(Unbuffered::Broken) => {
+                return referrers::error(
+                    StatusCode::BAD_REQUEST,
+                    "MANIFEST_INVALID",
+                    "the manifest body broke off",
+                );
+            }
         }
-        Ok(chunk)
-    });
+    } else if parts.method != Method::GET && parts.method != Method::HEAD {
+        let flag = exceeded.clone();
+        let mut seen: u64 = 0;
+        let stream = body.into_data_stream().map(move |chunk| {
+            let chunk = chunk.map_err(std::io::Error::other)?;
+            seen = seen.saturating_add(chunk.len() as u64);
+            if seen > MAX_REQUEST_BODY {
+                flag.store(true, Ordering::SeqCst);
+                return Err(std::io::Error::other(
+                    "request body above the front's limit",
+                ));
+            }
+            Ok(chunk)
+        });
+        Some(reqwest::Body::wrap_stream(stream))
+    } else {
+        None
+    };
     let mut request = front
         .client
         .request(parts.method.clone(), &url)
         .headers(headers);
-    if parts.method != Method::GET && parts.method != Method::HEAD {
-        request = request.body(reqwest::Body::wrap_stream(stream));
+    if let Some(b) = request_body {
+        request = request.body(b);
     }
     let upstream = match request.send().await {
         Ok(r) => r,
@@ -167,6 +263,13 @@ pub async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
     } else {
         Body::from_stream(upstream.bytes_stream())
     };
+    if status == reqwest::StatusCode::CREATED
+        && let Some(subject) = subject
+        && let Ok(v) = HeaderValue::from_str(&subject)
+    {
+        lock(&front.app.stats).acr_front.subject_manifests += 1;
+        out_headers.insert(HeaderName::from_static("oci-subject"), v);
+    }
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     std::mem::swap(resp.headers_mut(), &mut out_headers);
@@ -195,6 +298,28 @@ mod tests {
             None
         );
         assert_eq!(blob_get_hex(&get, "/v2/a/blobs/sha256:0A"), None);
+    }
+
+    #[test]
+    fn only_manifest_puts_are_buffered() {
+        let d = format!("sha256:{}", "0a".repeat(32));
+        assert!(is_manifest_put(&Method::PUT, "/v2/a/b/manifests/1.0.0"));
+        assert!(is_manifest_put(
+            &Method::PUT,
+            &format!("/v2/a/manifests/{d}")
+        ));
+        assert!(!is_manifest_put(&Method::GET, "/v2/a/manifests/1.0.0"));
+        assert!(!is_manifest_put(&Method::PUT, "/v2/a/blobs/uploads/x"));
+        assert!(!is_manifest_put(&Method::PUT, "/v2/manifests/1"));
+        assert!(!is_manifest_put(&Method::PUT, "/v2/a/manifests/"));
+    }
+
+    #[tokio::test]
+    async fn manifest_bodies_are_buffered_up_to_their_cap() {
+        let body = Body::from(vec![b'x'; 10]);
+        assert!(matches!(buffer(body, 10).await, Ok(b) if b.len() == 10));
+        let body = Body::from(vec![b'x'; 11]);
+        assert!(matches!(buffer(body, 10).await, Err(Unbuffered::TooLarge)));
     }
 
     #[test]
