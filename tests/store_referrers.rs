@@ -3,7 +3,9 @@
 //! plain registry is pushed into the emulated store with `referrers` asked for (the
 //! transfer core, as the controller runs it, and `store push -r` as a user types it), then
 //! pulled from the store into another registry. `oras discover` with the scoped
-//! credential is the independent reader at every end.
+//! credential is the independent reader at every end. The store's registry front serves
+//! the referrers API, as ACR does, so no referrers tag is written there; the plain
+//! registries have none, so the tag schema is kept for them.
 
 mod support;
 
@@ -72,6 +74,13 @@ fn a_signed_image_goes_into_the_store_with_its_referrers_and_comes_back_with_the
             "{d} byte-exact in the store"
         );
     }
+    // The store's registry has the referrers API (as ACR): no referrers tag was written.
+    let tags = env
+        .tool("crane")
+        .args(["ls", &emu.reference("contoso-cnf")])
+        .ok();
+    assert_eq!(tags.stdout.trim(), "1.0.0", "{tags}");
+    assert_eq!(emu.stats()["acrFront"]["subjectManifests"], 3);
 
     // Pushed again: everything is found in place.
     let again = run_ok(&exec, &request);
