@@ -54,7 +54,7 @@ store-example: ## the manual routine as store login/push/list/pull/seal against 
 transfer-example: ## transfer -f against the local AOSM emulator (image + ARM template into a store)
 	bash scripts/transfer-example.sh
 
-bench: ## copy benchmark against crane, oras, skopeo, regctl (RUNS=5 by default)
+bench: ## copy benchmark: ours (glibc, musl) against crane, oras, skopeo, regctl and a curl push (RUNS=5 by default); goals pass/fail
 	bash scripts/bench-copy.sh
 
 bench-controller: ## N=200 ArtifactTransfers through the controller: time to Ready, RSS, ARM/registry requests, steady state
