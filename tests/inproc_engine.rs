@@ -588,3 +588,65 @@ async fn a_source_listing_an_unrelated_manifest_as_referrer_is_refused_and_nothi
         "nothing of it written"
     );
 }
+
+/// What counts as copied is whether the referrer's manifest was written, not whether its
+/// blobs were: a referrer whose blobs the destination already holds is copied; one whose
+/// manifest is there but missing from the destination's referrers tag is skipped, and
+/// added to the tag.
+#[tokio::test]
+async fn a_referrer_counts_as_copied_when_its_manifest_is_written_and_a_held_one_joins_the_tag() {
+    let src = FakeRegistry::start().await.with_referrers_api(10);
+    let dst = FakeRegistry::start().await;
+    let image = image(&src, "cnf/app", "1.0.0", &[1000]);
+    let sbom = seed_referrer(&src, "cnf/app", &image.digest, "application/spdx+json", 1);
+    let signature = seed_referrer(
+        &src,
+        "cnf/app",
+        &image.digest,
+        "application/vnd.example.sig",
+        2,
+    );
+    // The destination holds the SBOM's blobs, and the signature's manifest itself, but
+    // no referrers tag.
+    dst.put_blob("cnf/app", b"{}");
+    dst.put_blob("cnf/app", &[1u8; 16]);
+    dst.put_blob("cnf/app", &[2u8; 16]);
+    let held = src.manifest("cnf/app", &signature).expect("seeded");
+    dst.put_manifest(
+        "cnf/app",
+        &signature,
+        "application/vnd.oci.image.manifest.v1+json",
+        &held,
+    );
+
+    let summary = engine::copy(
+        &endpoint(&src, "cnf/app:1.0.0"),
+        &endpoint(&dst, "cnf/app:1.0.0"),
+        &with_referrers(),
+        &NoProgress,
+    )
+    .await
+    .expect("copy");
+    assert_eq!(
+        (summary.referrers_copied, summary.referrers_skipped),
+        (1, 1)
+    );
+    assert_eq!(
+        dst.manifest("cnf/app", &sbom),
+        src.manifest("cnf/app", &sbom)
+    );
+    let index = dst
+        .manifest("cnf/app", &image.digest.replace(':', "-"))
+        .expect("the referrers tag");
+    let index: serde_json::Value = serde_json::from_slice(&index).expect("JSON");
+    let mut listed: Vec<&str> = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .filter_map(|m| m["digest"].as_str())
+        .collect();
+    listed.sort();
+    let mut want = vec![sbom.as_str(), signature.as_str()];
+    want.sort();
+    assert_eq!(listed, want);
+}

@@ -28,7 +28,7 @@ use super::error::{EngineError, Result};
 use super::media::{self, OCI_INDEX};
 use super::progress::Progress;
 use super::registry::referrers::{Discovery, Referrer, referrers_tag};
-use super::registry::{RawManifest, RegistryClient};
+use super::registry::{RawManifest, RegistryClient, Scope};
 use crate::limits::{MAX_REFERRER_DEPTH, MAX_REFERRERS_PER_TRANSFER};
 
 /// Which referrers a copy brings along.
@@ -113,6 +113,19 @@ pub async fn copy_referrers(
                 counts.skipped += 1;
                 continue;
             }
+            if dst
+                .client
+                .head_manifest(dst_repo, &listed.digest, &Scope::push(dst_repo))
+                .await?
+                .is_some()
+            {
+                // There, only missing from the destination's listing (e.g. pushed without
+                // updating the referrers tag): its descriptor is still owed to the listing.
+                let manifest = src.client.get_manifest(src_repo, &listed.digest).await?;
+                added.push(descriptor_for(&src.client, &manifest, &subject)?);
+                counts.skipped += 1;
+                continue;
+            }
             let src_at = Endpoint {
                 client: src.client.clone(),
                 reference: src.reference.with_digest(&listed.digest),
@@ -122,16 +135,9 @@ pub async fn copy_referrers(
                 reference: dst.reference.with_digest(&listed.digest),
             };
             let plan = plan_registry_copy(&src_at, &dst_at, &tree_opts).await?;
-            let descriptor = descriptor_for(&src.client, &plan.root, &subject)?;
-            let summary = publish(plan, &dst_at, None, &tree_opts, &quiet, Instant::now()).await?;
-            if summary.blobs_copied + summary.blobs_mounted > 0 || summary.bytes > 0 {
-                counts.copied += 1;
-            } else {
-                // The manifest was there, only missing from the destination's listing
-                // (e.g. pushed without updating the referrers tag).
-                counts.skipped += 1;
-            }
-            added.push(descriptor);
+            added.push(descriptor_for(&src.client, &plan.root, &subject)?);
+            publish(plan, &dst_at, None, &tree_opts, &quiet, Instant::now()).await?;
+            counts.copied += 1;
         }
         if discovery == Discovery::TagSchema && !added.is_empty() {
             update_referrers_tag(&dst.client, dst_repo, &subject, held, added).await?;
