@@ -83,11 +83,10 @@ enum CredentialLoss {
 
 /// Pushes an image whose 40 MiB layer (three 16 MiB upload chunks) is read through a proxy
 /// that stalls it in the middle of the second chunk. While it is stalled, the credential
-/// goes away and the registry token the library holds expires (the registry accepts a
-/// token until 60 s past its `exp`: the test waits until a token issued *after* the
-/// library's is refused). Then the source flows again: the next chunk is refused with
-/// 401, and the library must get a new registry token — which needs a new
-/// `listCredential` — and resume the upload.
+/// goes away and the registry token the library holds expires (the test waits until a
+/// token issued *after* the library's is refused by the registry). Then the source flows
+/// again: the next chunk is refused with 401, and the library must get a new registry
+/// token — which needs a new `listCredential` — and resume the upload.
 fn transfer_survives_losing_its_credential(loss: CredentialLoss) {
     let env = TestEnv::new();
     let src = Registry::start();
@@ -144,7 +143,7 @@ fn transfer_survives_losing_its_credential(loss: CredentialLoss) {
         "the probe token works"
     );
     wait_for(
-        "the registry to refuse tokens issued before now (exp + 60 s leeway)",
+        "the registry to refuse tokens issued before now (--registry-token-ttl 2s)",
         Duration::from_secs(180),
         || (emu.registry_get_tags("probe", &probe_token) == 401).then_some(()),
     );

@@ -30,6 +30,13 @@ pub struct Access {
     pub actions: Vec<String>,
 }
 
+/// The clock skew docker-registry allows on a token's `exp` and `nbf` (distribution 2.8
+/// and v3: `token.Leeway`, 60 s). Tokens are dated that much earlier than their issue, so
+/// the registry refuses one when `--registry-token-ttl` has passed since it was issued, as
+/// ACR refuses an expired token, instead of a minute later. The answer's `expires_in` is
+/// the TTL itself.
+const REGISTRY_LEEWAY_SECS: u64 = 60;
+
 #[derive(Serialize)]
 struct RegistryClaims<'a> {
     iss: &'a str,
@@ -233,7 +240,9 @@ fn issue(app: &App, user: &str, pass: &str, params: &[(String, String)]) -> Resp
     let cfg = app.config();
     let ttl = cfg.registry_token_ttl.as_secs().max(1);
     let now = SystemTime::now();
-    let iat = time_fmt::unix(now);
+    // The validity window starts REGISTRY_LEEWAY_SECS early, so that docker-registry,
+    // which accepts a token until that long past its `exp`, refuses it `ttl` after issue.
+    let iat = time_fmt::unix(now).saturating_sub(REGISTRY_LEEWAY_SECS);
     let claims = RegistryClaims {
         iss: REGISTRY_TOKEN_ISSUER,
         sub: &grant.username,
