@@ -25,7 +25,8 @@ test: ## tools, then cargo fmt --check, clippy -D warnings, cargo test (what CI 
 	cargo fmt --all -- --check || fail "cargo fmt --all -- --check (run 'make fmt' to fix)"; \
 	step 3/4 "cargo clippy --workspace --all-targets -- -D warnings"; \
 	cargo clippy --workspace --all-targets -- -D warnings || fail "cargo clippy --workspace --all-targets -- -D warnings"; \
-	step 4/4 "cargo test --workspace --all-targets (tools from $$bin)"; \
+	export RUST_TEST_THREADS="$${RUST_TEST_THREADS:-$$(( $$(nproc) * 2 ))}"; \
+	step 4/4 "cargo test --workspace --all-targets ($$RUST_TEST_THREADS tests at once per binary; tools from $$bin)"; \
 	cargo test --workspace --all-targets || fail "cargo test --workspace --all-targets"; \
 	printf '\n==> make test: all passed\n'
 
