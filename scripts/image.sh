@@ -14,6 +14,8 @@
 # HEAD commit's time), so the same binary gives the same digest.
 #
 # Usage: scripts/image.sh IMAGE          # e.g. 127.0.0.1:5000/aosm-artifact-operator:0.1.0
+#        scripts/image.sh --binary       # only build (or reuse) the static binary; prints its path
+#                                        # (`make test` starts this early, so the node tier finds it built)
 #   INSECURE=1        the registry speaks plain HTTP (or has an untrusted certificate)
 #   IMAGE_LAYOUT=DIR  also keep the OCI image layout in DIR (created; must not exist)
 #   NO_PUSH=1         assemble only (IMAGE is then just the name written into the layout)
@@ -35,9 +37,14 @@ LIB_NAME=image
 source "$ROOT/scripts/lib.sh"
 lib_init
 
-IMAGE=${1:-${IMAGE:-}}
-[[ -n "$IMAGE" ]] || die "usage: scripts/image.sh IMAGE (or: make image IMAGE=host[:port]/repo:tag [INSECURE=1])"
-[[ "$IMAGE" == */*:* || "$IMAGE" == */*@* ]] || die "IMAGE=$IMAGE: expected HOST[:PORT]/REPO:TAG"
+BINARY_ONLY=
+if [[ "${1:-}" == "--binary" ]]; then
+  BINARY_ONLY=1
+else
+  IMAGE=${1:-${IMAGE:-}}
+  [[ -n "$IMAGE" ]] || die "usage: scripts/image.sh IMAGE (or: make image IMAGE=host[:port]/repo:tag [INSECURE=1])"
+  [[ "$IMAGE" == */*:* || "$IMAGE" == */*@* ]] || die "IMAGE=$IMAGE: expected HOST[:PORT]/REPO:TAG"
+fi
 TARGET=x86_64-unknown-linux-musl
 NAME=aosm-artifact-operator
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
@@ -71,6 +78,10 @@ kind=$(file -b "$binary")
 if ldd "$binary" 2>&1 | grep -q '=>'; then die "$binary links shared libraries: $(ldd "$binary" 2>&1)"; fi
 log "static: ${kind%%, BuildID*}"
 "$binary" --version >/dev/null || die "$binary --version failed"
+if [[ -n "$BINARY_ONLY" ]]; then
+  echo "$binary"
+  exit 0
+fi
 
 # --- metadata -----------------------------------------------------------------------
 version=$(awk -F'"' '/^version *=/ {print $2; exit}' "$ROOT/Cargo.toml")

@@ -10,7 +10,10 @@ use super::arm_clients::ArmClients;
 use super::credential_cache::{CacheKey, CredentialCache, StoreCredentials};
 use super::error::{Reason, TransferError};
 use super::manifest_check::{ManifestCheck, check_source_fits};
-use super::request::{Destination, FileSource, Source, StoreConfig, StoreSide, TransferRequest};
+use super::request::{
+    ConfigMapSide, Destination, FileSource, RegistrySide, Source, StoreConfig, StoreSide,
+    TransferRequest,
+};
 use crate::aosm::{AcrCredential, ArmClient, ManifestArtifact};
 pub use crate::api::Direction;
 use crate::engine::copy::{
@@ -50,6 +53,30 @@ pub struct TransferOutcome {
     /// when the ConfigMap already holds the store's digest (or for other destinations).
     #[serde(skip)]
     pub file: Option<OneFile>,
+}
+
+impl TransferOutcome {
+    /// The outcome of an engine copy or publish to `destination_ref` (registry or store
+    /// destination); `referrers_asked` says whether the request copied referrers.
+    fn of_copy(
+        direction: Direction,
+        destination_ref: String,
+        listed: &ManifestArtifact,
+        referrers_asked: bool,
+        summary: TransferSummary,
+    ) -> Self {
+        TransferOutcome {
+            direction,
+            source_digest: summary.source_digest.clone(),
+            digest: summary.digest.clone(),
+            destination_ref,
+            artifact_type: listed.artifact_type.clone(),
+            referrers: referrers_asked
+                .then_some(summary.referrers_copied + summary.referrers_skipped),
+            summary,
+            file: None,
+        }
+    }
 }
 
 /// Drives transfers: checks each against its manifest ([`ManifestCheck`]), gets scoped
@@ -208,7 +235,7 @@ impl Executor {
         progress: &dyn Progress,
     ) -> Result<TransferOutcome, TransferError> {
         let started = Instant::now();
-        let mut opts = TransferOptions {
+        let opts = TransferOptions {
             concurrency: self.concurrency,
             chunk_size: None,
             platforms: req.platforms.clone(),
@@ -217,131 +244,160 @@ impl Executor {
         match (&req.source, &req.destination) {
             (Source::Store(_), Destination::Store(_)) => Err(both_stores()),
             (Source::Store(store), Destination::Registry(side)) => {
-                let (src, cred) = self.store_endpoint(store).await?;
-                let dst = Self::registry_endpoint(side)?;
-                let summary = crate::engine::copy(&src, &dst, &opts, progress)
-                    .await
-                    .map_err(|e| store_refusal(e, &cred, &src.reference, store))?;
-                Ok(TransferOutcome {
-                    direction: Direction::Pull,
-                    source_digest: summary.source_digest.clone(),
-                    digest: summary.digest.clone(),
-                    destination_ref: summary.reference.clone(),
-                    artifact_type: listed.artifact_type.clone(),
-                    referrers: req
-                        .referrers
-                        .then_some(summary.referrers_copied + summary.referrers_skipped),
+                let summary = self.pull_to_registry(store, side, &opts, progress).await?;
+                Ok(TransferOutcome::of_copy(
+                    Direction::Pull,
+                    summary.reference.clone(),
+                    listed,
+                    req.referrers,
                     summary,
-                    file: None,
-                })
+                ))
             }
             (Source::Store(store), Destination::ConfigMap(side)) => {
-                let (src, cred) = self.store_endpoint(store).await?;
-                let read = read_one_file(
-                    &src,
-                    crate::limits::MAX_CONFIG_MAP_FILE_BYTES,
-                    side.held_digest.as_deref(),
-                )
-                .await
-                .map_err(|e| store_refusal(e, &cred, &src.reference, store))?;
-                let bytes = read.file.as_ref().map_or(0, |f| f.data.len() as u64);
-                let summary = TransferSummary {
-                    reference: side.reference(),
-                    digest: read.digest.clone(),
-                    media_type: read.media_type,
-                    source_digest: read.digest.clone(),
-                    bytes,
-                    bytes_total: bytes,
-                    blobs_copied: usize::from(read.file.is_some()),
-                    blobs_skipped: usize::from(read.file.is_none()),
-                    blobs_mounted: 0,
-                    referrers_copied: 0,
-                    referrers_skipped: 0,
-                    seconds: started.elapsed().as_secs_f64(),
-                };
-                Ok(TransferOutcome {
-                    direction: Direction::Pull,
-                    source_digest: read.digest.clone(),
-                    digest: read.digest,
-                    destination_ref: side.reference(),
-                    artifact_type: listed.artifact_type.clone(),
-                    referrers: None,
-                    summary,
-                    file: read.file,
-                })
+                self.pull_to_config_map(store, side, listed, started).await
             }
             (source, Destination::Store(store)) => {
-                let (dst, cred) = self.store_endpoint(store).await?;
-                // The store is an ACR: keep every request under its size limit.
-                opts.chunk_size = Some(DEFAULT_CHUNK_SIZE);
-                let tag = store.version.clone();
-                let summary = match source {
-                    Source::Registry(side) => {
-                        let src = Self::registry_endpoint(side)?;
-                        crate::engine::copy(&src, &dst, &opts, progress)
-                            .await
-                            .map_err(|e| store_refusal(e, &cred, &dst.reference, store))?
-                    }
-                    Source::HelmRepository(h) => {
-                        let url = url::Url::parse(&h.url).map_err(|e| {
-                            TransferError::permanent(
-                                Reason::InvalidSpec,
-                                format!("helm repository URL {:?}: {e}", h.url),
-                            )
-                        })?;
-                        let repo = HelmRepository {
-                            url,
-                            credentials: h.credentials.clone(),
-                            ca_file: None,
-                            ca_pem: h.ca_pem.clone(),
-                            insecure: h.insecure,
-                        };
-                        let fetched = repo.fetch(&h.chart, &h.version).await?;
-                        publish(fetched.plan, &dst, Some(&tag), &opts, progress, started)
-                            .await
-                            .map_err(|e| store_refusal(e, &cred, &dst.reference, store))?
-                    }
-                    Source::File(FileSource {
-                        name,
-                        media_type,
-                        data,
-                    }) => {
-                        let inline = InlineFile {
-                            name: name.clone(),
-                            media_type: media_type.clone(),
-                            data: data.clone().into(),
-                        };
-                        let plan = plan_files(&[], &[inline], None).await?;
-                        publish(plan, &dst, Some(&tag), &opts, progress, started)
-                            .await
-                            .map_err(|e| store_refusal(e, &cred, &dst.reference, store))?
-                    }
-                    Source::LocalFiles(files) => {
-                        let plan = plan_files(files, &[], None).await?;
-                        publish(plan, &dst, Some(&tag), &opts, progress, started)
-                            .await
-                            .map_err(|e| store_refusal(e, &cred, &dst.reference, store))?
-                    }
-                    Source::Store(_) => return Err(both_stores()),
-                };
-                Ok(TransferOutcome {
-                    direction: Direction::Push,
-                    source_digest: summary.source_digest.clone(),
-                    digest: summary.digest.clone(),
-                    destination_ref: format!(
-                        "{}/{}:{}",
-                        cred.server, dst.reference.repository, tag
-                    ),
-                    artifact_type: listed.artifact_type.clone(),
-                    referrers: req
-                        .referrers
-                        .then_some(summary.referrers_copied + summary.referrers_skipped),
+                let (summary, destination_ref) = self
+                    .push_to_store(source, store, opts, progress, started)
+                    .await?;
+                Ok(TransferOutcome::of_copy(
+                    Direction::Push,
+                    destination_ref,
+                    listed,
+                    req.referrers,
                     summary,
-                    file: None,
-                })
+                ))
             }
             (_, Destination::Registry(_) | Destination::ConfigMap(_)) => Err(no_store()),
         }
+    }
+
+    /// A pull: the engine copies the artifact from the store's registry to `side`.
+    async fn pull_to_registry(
+        &self,
+        store: &StoreSide,
+        side: &RegistrySide,
+        opts: &TransferOptions,
+        progress: &dyn Progress,
+    ) -> Result<TransferSummary, TransferError> {
+        let (src, cred) = self.store_endpoint(store).await?;
+        let dst = Self::registry_endpoint(side)?;
+        crate::engine::copy(&src, &dst, opts, progress)
+            .await
+            .map_err(|e| store_refusal(e, &cred, &src.reference, store))
+    }
+
+    /// A pull into a ConfigMap: the artifact's one file read into memory (bounded), or
+    /// nothing when the ConfigMap already holds the store's digest; the caller writes it.
+    async fn pull_to_config_map(
+        &self,
+        store: &StoreSide,
+        side: &ConfigMapSide,
+        listed: &ManifestArtifact,
+        started: Instant,
+    ) -> Result<TransferOutcome, TransferError> {
+        let (src, cred) = self.store_endpoint(store).await?;
+        let read = read_one_file(
+            &src,
+            crate::limits::MAX_CONFIG_MAP_FILE_BYTES,
+            side.held_digest.as_deref(),
+        )
+        .await
+        .map_err(|e| store_refusal(e, &cred, &src.reference, store))?;
+        let bytes = read.file.as_ref().map_or(0, |f| f.data.len() as u64);
+        let summary = TransferSummary {
+            reference: side.reference(),
+            digest: read.digest.clone(),
+            media_type: read.media_type,
+            source_digest: read.digest.clone(),
+            bytes,
+            bytes_total: bytes,
+            blobs_copied: usize::from(read.file.is_some()),
+            blobs_skipped: usize::from(read.file.is_none()),
+            blobs_mounted: 0,
+            referrers_copied: 0,
+            referrers_skipped: 0,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        Ok(TransferOutcome {
+            direction: Direction::Pull,
+            source_digest: read.digest.clone(),
+            digest: read.digest,
+            destination_ref: side.reference(),
+            artifact_type: listed.artifact_type.clone(),
+            referrers: None,
+            summary,
+            file: read.file,
+        })
+    }
+
+    /// A push: a registry artifact copied, or a Helm chart, an inline file or local files
+    /// published, to the store's repository under the artifact's version. Returns the
+    /// engine's summary and the destination reference (`<server>/<repository>:<version>`).
+    async fn push_to_store(
+        &self,
+        source: &Source,
+        store: &StoreSide,
+        mut opts: TransferOptions,
+        progress: &dyn Progress,
+        started: Instant,
+    ) -> Result<(TransferSummary, String), TransferError> {
+        let (dst, cred) = self.store_endpoint(store).await?;
+        // The store is an ACR: keep every request under its size limit.
+        opts.chunk_size = Some(DEFAULT_CHUNK_SIZE);
+        let tag = store.version.clone();
+        let refused = |e| store_refusal(e, &cred, &dst.reference, store);
+        let summary = match source {
+            Source::Registry(side) => {
+                let src = Self::registry_endpoint(side)?;
+                crate::engine::copy(&src, &dst, &opts, progress)
+                    .await
+                    .map_err(refused)?
+            }
+            Source::HelmRepository(h) => {
+                let url = url::Url::parse(&h.url).map_err(|e| {
+                    TransferError::permanent(
+                        Reason::InvalidSpec,
+                        format!("helm repository URL {:?}: {e}", h.url),
+                    )
+                })?;
+                let repo = HelmRepository {
+                    url,
+                    credentials: h.credentials.clone(),
+                    ca_file: None,
+                    ca_pem: h.ca_pem.clone(),
+                    insecure: h.insecure,
+                };
+                let fetched = repo.fetch(&h.chart, &h.version).await?;
+                publish(fetched.plan, &dst, Some(&tag), &opts, progress, started)
+                    .await
+                    .map_err(refused)?
+            }
+            Source::File(FileSource {
+                name,
+                media_type,
+                data,
+            }) => {
+                let inline = InlineFile {
+                    name: name.clone(),
+                    media_type: media_type.clone(),
+                    data: data.clone().into(),
+                };
+                let plan = plan_files(&[], &[inline], None).await?;
+                publish(plan, &dst, Some(&tag), &opts, progress, started)
+                    .await
+                    .map_err(refused)?
+            }
+            Source::LocalFiles(files) => {
+                let plan = plan_files(files, &[], None).await?;
+                publish(plan, &dst, Some(&tag), &opts, progress, started)
+                    .await
+                    .map_err(refused)?
+            }
+            Source::Store(_) => return Err(both_stores()),
+        };
+        let destination_ref = format!("{}/{}:{}", cred.server, dst.reference.repository, tag);
+        Ok((summary, destination_ref))
     }
 
     /// The store's registry for `a` (checked against its manifest first, as a pull), with
