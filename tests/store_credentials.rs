@@ -84,7 +84,7 @@ enum CredentialLoss {
 /// Pushes an image whose 40 MiB layer (three 16 MiB upload chunks) is read through a proxy
 /// that stalls it in the middle of the second chunk. While it is stalled, the credential
 /// goes away and the registry token the library holds expires (the test waits until a
-/// token issued *after* the library's is refused by the registry). Then the source flows
+/// token, and with `Expiry` a credential, issued *after* the library's is refused). Then the source flows
 /// again: the next chunk is refused with 401, and the library must get a new registry
 /// token — which needs a new `listCredential` — and resume the upload.
 fn transfer_survives_losing_its_credential(loss: CredentialLoss) {
@@ -98,8 +98,10 @@ fn transfer_survives_losing_its_credential(loss: CredentialLoss) {
     );
 
     let ttl: &[&str] = match loss {
-        CredentialLoss::Expiry => &["--credential-ttl", "3s", "--registry-token-ttl", "2s"],
-        CredentialLoss::Revocation => &["--registry-token-ttl", "2s"],
+        // The token must outlive the upload up to the stall (a loaded machine takes a few
+        // seconds), and expire during it.
+        CredentialLoss::Expiry => &["--credential-ttl", "12s", "--registry-token-ttl", "10s"],
+        CredentialLoss::Revocation => &["--registry-token-ttl", "10s"],
     };
     let emu = Emulator::start(ttl);
     let (m, probe_m) = ("contoso-big-manifest", "probe-manifest");
@@ -127,7 +129,12 @@ fn transfer_survives_losing_its_credential(loss: CredentialLoss) {
     let lists_before = emu.list_credential_count(m);
     assert!(lists_before >= 1);
     let tokens_before = emu.acr_token_count(m);
-    assert!(tokens_before >= 1);
+    assert_eq!(
+        tokens_before,
+        1,
+        "the transfer's first registry token expired before its source stalled: {}",
+        emu.stats()
+    );
     if let CredentialLoss::Revocation = loss {
         assert!(emu.revoke_credentials(m) >= 1);
     }
@@ -143,11 +150,28 @@ fn transfer_survives_losing_its_credential(loss: CredentialLoss) {
         "the probe token works"
     );
     wait_for(
-        "the registry to refuse tokens issued before now (--registry-token-ttl 2s)",
+        "the registry to refuse tokens issued before now (--registry-token-ttl 10s)",
         Duration::from_secs(180),
         || (emu.registry_get_tags("probe", &probe_token) == 401).then_some(()),
     );
-    assert!(!transfer.is_finished(), "the transfer waits for its source");
+    if let CredentialLoss::Expiry = loss {
+        // The probe credential was listed after the library's, with the same TTL: once
+        // the token server refuses it, the library's has expired too, and a new registry
+        // token needs a new listCredential.
+        wait_for(
+            "the token server to refuse credentials listed before now (--credential-ttl 12s)",
+            Duration::from_secs(60),
+            || (emu.registry_token(&probe, &["repository:probe:pull"]).0 == 401).then_some(()),
+        );
+    }
+    if transfer.is_finished() {
+        let ended = transfer.join().unwrap().map(|o| o.digest);
+        panic!(
+            "the transfer ended while its source was stalled: {ended:?}\nsource requests: {:#?}\n{}",
+            proxy.requests(),
+            emu.stats()
+        );
+    }
     proxy.release_stalls();
 
     let outcome = transfer.join().unwrap().unwrap_or_else(|e| {
