@@ -240,20 +240,15 @@ fn signed_in<'a>(env: &'a TestEnv, emu: &Emulator, trap: &'a ProxyTrap) -> Az<'a
     );
     assert_eq!(endpoints["management"], arm_audience.as_str(), "{cloud}");
 
+    // `--password=` (az's advice for a secret that starts with '-', which a random one
+    // may), shown as *** if the command fails.
     let login = az
-        .ok([
-            "login",
-            "--service-principal",
-            "-u",
-            &emu.ep("clientId"),
-            "-p",
-            &emu.client_secret(),
-            "--tenant",
-            &emu.ep("tenantId"),
-            "-o",
-            "json",
-        ])
-        .json();
+        .cmd(["login", "--service-principal", "-u", &emu.ep("clientId")])
+        .secret_arg(format!("--password={}", emu.client_secret()))
+        .args(["--tenant", &emu.ep("tenantId"), "-o", "json"])
+        .run();
+    login.assert_success();
+    let login = login.json();
     assert_eq!(login[0]["id"], SUB, "{login}");
 
     let account = az.ok(["account", "show", "-o", "json"]).json();
@@ -328,7 +323,8 @@ fn the_how_to_by_hand_with_az_and_oras() {
     let docker = env.root().join("oras-docker");
     std::fs::create_dir_all(&docker).unwrap();
     let login = oras(&env, &trap, &emu, &docker, "login")
-        .args([registry, "-u", username, "-p", token])
+        .args([registry, "-u", username])
+        .secret_arg(format!("--password={token}"))
         .run();
     login.assert_success();
     assert!(login.stdout.contains("Login Succeeded"), "{login}");

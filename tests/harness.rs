@@ -20,6 +20,27 @@ fn missing_tool_fails_with_a_hint_to_run_the_tools_script() {
 }
 
 #[test]
+fn secret_arguments_are_passed_but_never_shown() {
+    let out = support::Cmd::new("sh")
+        .args([
+            "-c",
+            r#"[ "$1" = "$EXPECTED" ] && echo received; exit 3"#,
+            "sh",
+        ])
+        .env("EXPECTED", "--password=-s3cret")
+        .secret_arg("--password=-s3cret")
+        .run();
+    assert_eq!(
+        out.stdout.trim(),
+        "received",
+        "the argument reaches the program"
+    );
+    let shown = out.to_string();
+    assert!(shown.contains("--password=***"), "{shown}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+}
+
+#[test]
 fn plain_registry_roundtrip_crane_and_skopeo() {
     let env = TestEnv::new();
     let reg = Registry::start();

@@ -61,6 +61,18 @@ impl Cmd {
         self
     }
 
+    /// An argument that holds a secret (`--password=…`): passed as it is, shown in
+    /// messages with everything after its first `=` (or all of it) as `***`.
+    pub fn secret_arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        let text = arg.as_ref().to_string_lossy();
+        self.shown.push(match text.split_once('=') {
+            Some((flag, _)) => format!("{flag}=***"),
+            None => "***".to_string(),
+        });
+        self.cmd.arg(arg);
+        self
+    }
+
     pub fn args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
