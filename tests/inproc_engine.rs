@@ -489,12 +489,24 @@ async fn hostile_referrers_links_are_refused() {
     );
 }
 
-fn with_referrers() -> TransferOptions {
-    TransferOptions {
+/// [`copy_with`] for a copy that brings the referrers along (`-r`).
+async fn copy_with_referrers(
+    src: &FakeRegistry,
+    dst: &FakeRegistry,
+    reference: &str,
+) -> Result<TransferSummary, EngineError> {
+    let opts = TransferOptions {
         concurrency: 2,
         referrers: Some(engine::ReferrerSelection::default()),
         ..Default::default()
-    }
+    };
+    engine::copy(
+        &endpoint(src, reference),
+        &endpoint(dst, reference),
+        &opts,
+        &NoProgress,
+    )
+    .await
 }
 
 /// A destination with the referrers API indexes `subject`s itself: the referrers are
@@ -507,14 +519,9 @@ async fn referrers_go_to_a_destination_with_the_api_before_the_tag_and_without_a
     let sbom = seed_referrer(&src, "cnf/app", &image.digest, "application/spdx+json", 1);
     let sbom_sig = seed_referrer(&src, "cnf/app", &sbom, "application/vnd.example.sig", 2);
 
-    let summary = engine::copy(
-        &endpoint(&src, "cnf/app:1.0.0"),
-        &endpoint(&dst, "cnf/app:1.0.0"),
-        &with_referrers(),
-        &NoProgress,
-    )
-    .await
-    .expect("copy");
+    let summary = copy_with_referrers(&src, &dst, "cnf/app:1.0.0")
+        .await
+        .expect("copy");
     assert_eq!(
         (summary.referrers_copied, summary.referrers_skipped),
         (2, 0)
@@ -568,14 +575,9 @@ async fn a_source_listing_an_unrelated_manifest_as_referrer_is_refused_and_nothi
         &serde_json::to_vec(&lying_index).expect("JSON"),
     );
 
-    let err = engine::copy(
-        &endpoint(&src, "cnf/app:1.0.0"),
-        &endpoint(&dst, "cnf/app:1.0.0"),
-        &with_referrers(),
-        &NoProgress,
-    )
-    .await
-    .expect_err("a lying listing is refused");
+    let err = copy_with_referrers(&src, &dst, "cnf/app:1.0.0")
+        .await
+        .expect_err("a lying listing is refused");
     let msg = err.to_string();
     assert!(
         msg.contains(&format!("its subject is {}", other.digest)),
@@ -619,14 +621,9 @@ async fn a_referrer_counts_as_copied_when_its_manifest_is_written_and_a_held_one
         &held,
     );
 
-    let summary = engine::copy(
-        &endpoint(&src, "cnf/app:1.0.0"),
-        &endpoint(&dst, "cnf/app:1.0.0"),
-        &with_referrers(),
-        &NoProgress,
-    )
-    .await
-    .expect("copy");
+    let summary = copy_with_referrers(&src, &dst, "cnf/app:1.0.0")
+        .await
+        .expect("copy");
     assert_eq!(
         (summary.referrers_copied, summary.referrers_skipped),
         (1, 1)
