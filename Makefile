@@ -17,7 +17,8 @@ tools: ## install/cache the pinned tools and print their versions
 
 # While the tests run (they mostly wait on the processes they start), the node tier's
 # static image binary is built in the background (scripts/image.sh --binary, its own
-# process group, killed on exit); the node tier's scripts/image.sh then finds it built.
+# process group, killed on exit; its output is dropped, since the node tier's own
+# scripts/image.sh then finds the binary built, or builds it and reports any failure).
 test: ## tools, then cargo fmt --check, clippy -D warnings, cargo test (what CI runs)
 	@step() { printf '\n==> make test [%s] %s\n' "$$1" "$$2"; }; \
 	fail() { printf '\n==> make test FAILED at: %s\n' "$$1" >&2; exit 1; }; \
@@ -31,9 +32,8 @@ test: ## tools, then cargo fmt --check, clippy -D warnings, cargo test (what CI 
 	export RUST_TEST_THREADS="$${RUST_TEST_THREADS:-$$(( $$(nproc) * 2 ))}"; \
 	step 4/4 "cargo test --workspace --all-targets ($$RUST_TEST_THREADS tests at once per binary; tools from $$bin)"; \
 	cargo test --workspace --all-targets --no-run || fail "cargo test --workspace --all-targets (build)"; \
-	prebuild_log=$$(mktemp); \
-	setsid bash scripts/image.sh --binary >"$$prebuild_log" 2>&1 & prebuild=$$!; \
-	trap 'kill -- -$$prebuild 2>/dev/null; wait $$prebuild 2>/dev/null; rm -f "$$prebuild_log"' EXIT; \
+	setsid bash scripts/image.sh --binary >/dev/null 2>&1 & prebuild=$$!; \
+	trap 'kill -- -$$prebuild 2>/dev/null; wait $$prebuild 2>/dev/null' EXIT; \
 	cargo test --workspace --all-targets || fail "cargo test --workspace --all-targets"; \
 	printf '\n==> make test: all passed\n'
 

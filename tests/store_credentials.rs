@@ -84,9 +84,9 @@ enum CredentialLoss {
 /// Pushes an image whose 40 MiB layer (three 16 MiB upload chunks) is read through a proxy
 /// that stalls it in the middle of the second chunk. While it is stalled, the credential
 /// goes away and the registry token the library holds expires (the test waits until a
-/// token, and with `Expiry` a credential, issued *after* the library's is refused). Then the source flows
-/// again: the next chunk is refused with 401, and the library must get a new registry
-/// token — which needs a new `listCredential` — and resume the upload.
+/// token, and with `Expiry` a credential, issued *after* the library's is refused). Then
+/// the source flows again: the next chunk is refused with 401, and the library must get a
+/// new registry token — which needs a new `listCredential` — and resume the upload.
 fn transfer_survives_losing_its_credential(loss: CredentialLoss) {
     let env = TestEnv::new();
     let src = Registry::start();

@@ -240,8 +240,7 @@ fn issue(app: &App, user: &str, pass: &str, params: &[(String, String)]) -> Resp
     let cfg = app.config();
     let ttl = cfg.registry_token_ttl.as_secs().max(1);
     let now = SystemTime::now();
-    // The validity window starts REGISTRY_LEEWAY_SECS early, so that docker-registry,
-    // which accepts a token until that long past its `exp`, refuses it `ttl` after issue.
+    // Dated early: see REGISTRY_LEEWAY_SECS.
     let iat = time_fmt::unix(now).saturating_sub(REGISTRY_LEEWAY_SECS);
     let claims = RegistryClaims {
         iss: REGISTRY_TOKEN_ISSUER,
