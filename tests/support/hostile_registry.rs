@@ -276,6 +276,9 @@ fn tls_acceptor(pki: &Path) -> tokio_rustls::TlsAcceptor {
     tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
+/// The most of a request body [`respond`] reads before answering (test images are small).
+const MAX_REQUEST_BODY: usize = 64 << 20;
+
 async fn respond(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
@@ -292,6 +295,9 @@ async fn respond(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             .and_then(|v| v.to_str().ok())
             .map(String::from),
     });
+    // Read the request body before answering, as a registry does: a client may take an
+    // answer that comes before its upload was sent for a broken server (the engine does).
+    let _ = axum::body::to_bytes(req.into_body(), MAX_REQUEST_BODY).await;
     let reply = shared
         .routes
         .lock()
