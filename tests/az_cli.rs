@@ -241,10 +241,10 @@ fn signed_in<'a>(env: &'a TestEnv, emu: &Emulator, trap: &'a ProxyTrap) -> Az<'a
     assert_eq!(endpoints["management"], arm_audience.as_str(), "{cloud}");
 
     // `--password=` (az's advice for a secret that starts with '-', which a random one
-    // may), shown as *** if the command fails.
+    // may; shown as *** if the command fails).
     let login = az
         .cmd(["login", "--service-principal", "-u", &emu.ep("clientId")])
-        .secret_arg(format!("--password={}", emu.client_secret()))
+        .arg(format!("--password={}", emu.client_secret()))
         .args(["--tenant", &emu.ep("tenantId"), "-o", "json"])
         .run();
     login.assert_success();
@@ -324,7 +324,7 @@ fn the_how_to_by_hand_with_az_and_oras() {
     std::fs::create_dir_all(&docker).unwrap();
     let login = oras(&env, &trap, &emu, &docker, "login")
         .args([registry, "-u", username])
-        .secret_arg(format!("--password={token}"))
+        .arg(format!("--password={token}"))
         .run();
     login.assert_success();
     assert!(login.stdout.contains("Login Succeeded"), "{login}");

@@ -326,8 +326,7 @@ fn helm_repository_with_basic_auth() {
                 &repo.url(),
                 "--from-username",
                 "helm",
-                "--from-password",
-                password,
+                &format!("--from-password={password}"),
                 "--to-plain-http",
                 "secure-chart:1.0.0",
             ])
@@ -377,8 +376,7 @@ fn helm_repository_credentials_are_not_sent_to_another_host() {
             &index_host.url(),
             "--from-username",
             "helm",
-            "--from-password",
-            "Idx-Pw-77",
+            "--from-password=Idx-Pw-77",
             "--to-plain-http",
             "elsewhere:0.3.0",
         ])
@@ -464,8 +462,7 @@ fn helm_repository_over_https_with_ca_file_insecure_and_neither() {
             .args([
                 "--from-username",
                 "helm",
-                "--from-password",
-                "Https-Pw-5",
+                "--from-password=Https-Pw-5",
                 "--to-plain-http",
             ])
             .args(extra)

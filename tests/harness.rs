@@ -20,7 +20,7 @@ fn missing_tool_fails_with_a_hint_to_run_the_tools_script() {
 }
 
 #[test]
-fn secret_arguments_are_passed_but_never_shown() {
+fn password_values_are_passed_but_never_shown() {
     let out = support::Cmd::new("sh")
         .args([
             "-c",
@@ -28,7 +28,7 @@ fn secret_arguments_are_passed_but_never_shown() {
             "sh",
         ])
         .env("EXPECTED", "--password=-s3cret")
-        .secret_arg("--password=-s3cret")
+        .arg("--password=-s3cret")
         .run();
     assert_eq!(
         out.stdout.trim(),
@@ -323,8 +323,7 @@ fn helm_http_repo_serves_charts_behind_basic_auth() {
             &repo.url(),
             "--username",
             "bob",
-            "--password",
-            "repo-pw",
+            "--password=repo-pw",
             "-d",
         ])
         .arg(&out_dir)

@@ -27,6 +27,16 @@ pub(crate) fn die_with_parent(cmd: &mut Command) {
     }
 }
 
+/// How an argument is shown in messages: a `--…password=VALUE` one as `--…password=***`.
+fn shown_arg(arg: &str) -> String {
+    match arg.split_once('=') {
+        Some((flag, _)) if flag.starts_with("--") && flag.ends_with("password") => {
+            format!("{flag}=***")
+        }
+        _ => arg.to_string(),
+    }
+}
+
 /// A command builder (thin wrapper around `std::process::Command`).
 pub struct Cmd {
     cmd: Command,
@@ -55,20 +65,10 @@ impl Cmd {
         }
     }
 
+    /// One argument. The value of a `--…password=VALUE` argument is shown as `***` in
+    /// messages: pass secrets in that form.
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
-        self.shown.push(arg.as_ref().to_string_lossy().into_owned());
-        self.cmd.arg(arg);
-        self
-    }
-
-    /// An argument that holds a secret (`--password=…`): passed as it is, shown in
-    /// messages with everything after its first `=` (or all of it) as `***`.
-    pub fn secret_arg(mut self, arg: impl AsRef<OsStr>) -> Self {
-        let text = arg.as_ref().to_string_lossy();
-        self.shown.push(match text.split_once('=') {
-            Some((flag, _)) => format!("{flag}=***"),
-            None => "***".to_string(),
-        });
+        self.shown.push(shown_arg(&arg.as_ref().to_string_lossy()));
         self.cmd.arg(arg);
         self
     }

@@ -34,8 +34,8 @@ impl Endpoint {
         if let Some((user, password)) = &self.credentials {
             flags.push(format!("--{side}-username"));
             flags.push(user.clone());
-            flags.push(format!("--{side}-password"));
-            flags.push(password.clone());
+            // One argument, so that messages show it as `--{side}-password=***`.
+            flags.push(format!("--{side}-password={password}"));
         }
         flags
     }
