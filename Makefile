@@ -33,7 +33,7 @@ test: ## tools, then cargo fmt --check, clippy -D warnings, cargo test (what CI 
 	step 4/4 "cargo test --workspace --all-targets ($$RUST_TEST_THREADS tests at once per binary; tools from $$bin)"; \
 	cargo test --workspace --all-targets --no-run || fail "cargo test --workspace --all-targets (build)"; \
 	setsid bash scripts/image.sh --binary >/dev/null 2>&1 & prebuild=$$!; \
-	trap 'kill -- -$$prebuild 2>/dev/null; wait $$prebuild 2>/dev/null' EXIT; \
+	trap 'status=$$?; kill -- -$$prebuild 2>/dev/null || true; wait $$prebuild 2>/dev/null || true; exit $$status' EXIT; \
 	cargo test --workspace --all-targets || fail "cargo test --workspace --all-targets"; \
 	printf '\n==> make test: all passed\n'
 
