@@ -146,8 +146,12 @@ impl Emulator {
                     std::fs::read_to_string(logs_dir.join("stderr.log")).unwrap_or_default()
                 );
             }
+            // endpoints.json is written just before the ready line is printed: wait for both.
+            let ready = std::fs::read_to_string(logs_dir.join("stdout.log"))
+                .is_ok_and(|s| s.ends_with('\n'));
             std::fs::read(&ep_path)
                 .ok()
+                .filter(|_| ready)
                 .and_then(|b| serde_json::from_slice(&b).ok())
         });
         let stdout = std::fs::read_to_string(dir.path().join("stdout.log")).unwrap_or_default();
